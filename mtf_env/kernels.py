@@ -1,0 +1,286 @@
+"""Compiled (numba) kernels of the simulator core: the true response model and the request step.
+
+These are the hot loops of :mod:`mtf_env.core`, written once as plain per-row code and
+compiled with numba (``parallel=True`` over the batch rows, ``cache=True`` so a process
+compiles them once per machine). They draw no random numbers: every uniform comes in from
+the caller's ``numpy.random.Generator``, so seeding stays in numpy and a row's outcome
+depends only on its own inputs (the batch of one equals any row of a larger batch).
+
+Column layouts of the packed arrays are the constants below; :mod:`mtf_env.core` names them.
+"""
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+# hidden user traits, (B, N_TRAITS)
+TR_PATIENCE, TR_PREF_LOG_LEN, TR_INTERACTIVITY, TR_CLICKBAIT_SUSC, TR_BOREDOM, TR_EXIT_BASE, TR_RETURN_BASE = range(7)
+N_TRAITS = 7
+# per-session dynamic state, (B, N_DYN)
+DY_SATISFACTION, DY_FATIGUE, DY_REQUEST, DY_VIDEOS, DY_PLAY_S, DY_LIKES, DY_SKIPS = range(7)
+N_DYN = 7
+# video attributes, (I, N_ITEM_ATTR)
+IT_QUALITY, IT_CLICKBAIT, IT_LOG_LEN, IT_DURATION, IT_APPEAL, IT_TOPIC = range(6)
+N_ITEM_ATTR = 6
+# response parameters, (N_PARAMS,) in ResponseParams field order
+(PA_SKIP_BIAS, PA_WATCH_BIAS, PA_WATCH_NOISE, PA_FINISH_THR, PA_LENGTH_PEN, PA_CB_HOOK, PA_CB_DISAPPOINT) = range(7)
+PA_INTERACT = 7  # six interaction biases: like, share, comment, follow, collect, profile_visit
+(PA_HATE_BIAS, PA_EXIT_BIAS, PA_EXIT_FATIGUE, PA_EXIT_SAT, PA_EXIT_SKIP, PA_EXIT_HATE, PA_FATIGUE_PER_MIN,
+ PA_SAT_DECAY, PA_SATURATION_GAIN, PA_SATURATION_DECAY) = range(13, 23)
+N_PARAMS = 26  # + return_bias, return_satisfaction, return_fatigue (used by the day model in numpy)
+N_UNIFORMS = 12   # uniforms per shown video
+N_TASKS = 12
+F_PLAY, F_FINISH, F_LONG, F_SKIP, F_LIKE = 0, 1, 2, 3, 4
+F_HATE, F_EXIT = 10, 11
+LOG_LEN_MEAN = math.log(60.0)
+LOG_LEN_STD = 0.8
+
+_JIT = dict(nogil=True, cache=True, fastmath=False, error_model="numpy")
+
+
+@nb.njit(**_JIT, inline="always")
+def _sig(x):
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+@nb.njit(**_JIT)
+def respond_one(m, item_attr, traits, satisfaction, fatigue, p, u, out):
+    """True response to one video; writes feedback (12,) into ``out``, returns the true utility.
+
+    m: the user's hidden interest in the video's topic minus boredom x saturation (logit);
+    item_attr: (N_ITEM_ATTR,) attributes of the video; traits: (N_TRAITS,) hidden traits;
+    p: (N_PARAMS,) response parameters; u: (N_UNIFORMS,) uniforms in [0, 1).
+    Feedback: play time (s), finish, long view, skip, six interactions, hate, and the exit draw.
+    """
+    q = item_attr[IT_QUALITY]
+    cb = item_attr[IT_CLICKBAIT]
+    dur = item_attr[IT_DURATION]
+    state_term = 0.3 * satisfaction - 0.3 * fatigue
+    hook = (p[PA_SKIP_BIAS] + 0.7 * m + 0.4 * q + p[PA_CB_HOOK] * traits[TR_CLICKBAIT_SUSC] * cb
+            + 0.3 * traits[TR_PATIENCE] + state_term)
+    skip = u[0] < _sig(-hook)
+    u1 = min(max(u[1], 1e-6), 1.0 - 1e-6)
+    d_len = item_attr[IT_LOG_LEN] - traits[TR_PREF_LOG_LEN]
+    z = (p[PA_WATCH_BIAS] + 0.8 * m + 0.7 * q + traits[TR_PATIENCE] - p[PA_CB_DISAPPOINT] * cb
+         - p[PA_LENGTH_PEN] * d_len * d_len + state_term - 0.1 * fatigue + p[PA_WATCH_NOISE] * math.log(u1 / (1.0 - u1)))
+    frac = _sig(z)
+    finish = (not skip) and frac > p[PA_FINISH_THR]
+    if skip:
+        play = 0.5 + 2.5 * u[2]
+    elif finish:
+        play = dur
+    else:
+        play = frac * dur
+    out[F_PLAY] = play
+    out[F_FINISH] = 1.0 if finish else 0.0
+    out[F_LONG] = 1.0 if (not skip) and (play >= 18.0 or finish) else 0.0
+    out[F_SKIP] = 1.0 if skip else 0.0
+    base = traits[TR_INTERACTIVITY] + item_attr[IT_APPEAL] + 0.5 * m + 0.4 * q + 1.5 * frac + 0.2 * satisfaction
+    for k in range(6):
+        out[F_LIKE + k] = 1.0 if (not skip) and u[3 + k] < _sig(p[PA_INTERACT + k] + base) else 0.0
+    hate = u[9] < _sig(p[PA_HATE_BIAS] - 1.0 * m - 0.6 * q + 2.5 * cb + (1.5 if skip else 0.0) + 0.5 * fatigue)
+    out[F_HATE] = 1.0 if hate else 0.0
+    exit_logit = (p[PA_EXIT_BIAS] + traits[TR_EXIT_BASE] + p[PA_EXIT_FATIGUE] * fatigue - p[PA_EXIT_SAT] * satisfaction
+                  + (p[PA_EXIT_SKIP] if skip else 0.0) + (p[PA_EXIT_HATE] if hate else 0.0))
+    out[F_EXIT] = 1.0 if u[10] < _sig(exit_logit) else 0.0
+    if skip:
+        return -0.3
+    return (0.6 * m + 0.6 * q - p[PA_CB_DISAPPOINT] * cb) * (0.5 + frac)
+
+
+@nb.njit(**_JIT, parallel=True)
+def respond_batch(m, items, item_attr, traits, satisfaction, fatigue, p, u, feedback, utility):
+    """``respond_one`` over n independent impressions (scorer training data). Shapes: m (n,),
+    items (n,), traits (n, N_TRAITS), satisfaction / fatigue (n,), u (n, N_UNIFORMS);
+    writes feedback (n, 12) and utility (n,)."""
+    for i in nb.prange(items.shape[0]):
+        utility[i] = respond_one(m[i], item_attr[items[i]], traits[i], satisfaction[i], fatigue[i], p, u[i],
+                                 feedback[i])
+
+
+def _step_rows(action, alpha_low, alpha_high, u_cand, u_resp, cell, score_table, n_items, n_interest,
+                topic_start, topic_count, popular_pool, item_attr, interest, traits, dyn, saturation,
+                retrieval_lut, obs, obs_low, obs_high, layout, reward_w, p, max_requests, history_window,
+                items_out, feedback_out, watched_out, utility_out, request_fb_out, reward_out, term_out, trunc_out):
+    """One request for every row b (see :class:`mtf_env.core.Simulator` for the model).
+
+    action (B, 12) already validated; u_cand (B, K); u_resp (B, L, N_UNIFORMS); layout:
+    (history_topics, history_stats, session_stats, session_topics) start columns of ``obs``.
+    State arrays (dyn, saturation, obs) are updated in place; outputs are written to *_out.
+    """
+    n_rows, k_cand = u_cand.shape
+    page = items_out.shape[1]
+    n_topics = interest.shape[1]
+    n_lut = retrieval_lut.shape[1]
+    n_pool = popular_pool.shape[0]
+    h_top, h_stats, s_stats, s_top = layout[0], layout[1], layout[2], layout[3]
+    for b in nb.prange(n_rows):
+        alpha = np.empty(N_TASKS, np.float64)
+        for t in range(N_TASKS):
+            a = min(max(action[b, t], -1.0), 1.0)
+            alpha[t] = alpha_low[t] + (a + 1.0) * 0.5 * (alpha_high[t] - alpha_low[t])
+        # ---- retrieval, scoring and fusion; keep the top `page` (best first, earlier wins ties)
+        top_score = np.full(page, -np.inf)
+        top_item = np.zeros(page, np.int64)
+        row0 = cell[b] * n_items
+        for j in range(k_cand):
+            x = u_cand[b, j]
+            if j < n_interest:
+                x = x * n_lut
+                slot = int(x)
+                topic = retrieval_lut[b, slot]
+                item = topic_start[topic] + min(int((x - slot) * topic_count[topic]), topic_count[topic] - 1)
+            else:
+                item = popular_pool[min(int(x * n_pool), n_pool - 1)]
+            s = 0.0
+            for t in range(N_TASKS):
+                s += score_table[row0 + item, t] * alpha[t]
+            if s > top_score[page - 1]:
+                pos = page - 1
+                while pos > 0 and s > top_score[pos - 1]:
+                    top_score[pos] = top_score[pos - 1]
+                    top_item[pos] = top_item[pos - 1]
+                    pos -= 1
+                top_score[pos] = s
+                top_item[pos] = item
+        # ---- the user watches the page in order, with the state as of the request
+        sat0 = dyn[b, DY_SATISFACTION]
+        fat0 = dyn[b, DY_FATIGUE]
+        for t in range(N_TASKS):
+            request_fb_out[b, t] = 0.0
+        n_watched = 0
+        util_sum = 0.0
+        frac_sum = 0.0
+        loglen_sum = 0.0
+        exited = False
+        for l in range(page):
+            item = top_item[l]
+            items_out[b, l] = item
+            if exited:
+                watched_out[b, l] = False
+                utility_out[b, l] = 0.0
+                for t in range(N_TASKS):
+                    feedback_out[b, l, t] = 0.0
+                continue
+            topic = int(item_attr[item, IT_TOPIC])
+            m = interest[b, topic] - traits[b, TR_BOREDOM] * saturation[b, topic]
+            util = respond_one(m, item_attr[item], traits[b], sat0, fat0, p, u_resp[b, l], feedback_out[b, l])
+            watched_out[b, l] = True
+            utility_out[b, l] = util
+            for t in range(N_TASKS):
+                request_fb_out[b, t] += feedback_out[b, l, t]
+            n_watched += 1
+            util_sum += util
+            frac_sum += feedback_out[b, l, F_PLAY] / item_attr[item, IT_DURATION]
+            loglen_sum += item_attr[item, IT_LOG_LEN]
+            exited = feedback_out[b, l, F_EXIT] > 0.0
+        # ---- hidden state: once per request, from the page's feedback
+        play_s = request_fb_out[b, F_PLAY]
+        dyn[b, DY_FATIGUE] = fat0 + p[PA_FATIGUE_PER_MIN] * play_s / 60.0
+        dyn[b, DY_SATISFACTION] = p[PA_SAT_DECAY] * sat0 + (1.0 - p[PA_SAT_DECAY]) * util_sum / n_watched
+        for t in range(n_topics):
+            saturation[b, t] *= p[PA_SATURATION_DECAY]
+        prev_videos = dyn[b, DY_VIDEOS]
+        videos = prev_videos + n_watched
+        for t in range(n_topics):
+            obs[b, s_top + t] *= prev_videos
+        keep = (1.0 - 1.0 / history_window) ** n_watched
+        for t in range(n_topics):
+            obs[b, h_top + t] *= keep
+        for l in range(n_watched):
+            topic = int(item_attr[top_item[l], IT_TOPIC])
+            saturation[b, topic] += p[PA_SATURATION_GAIN]
+            obs[b, h_top + topic] += (1.0 - keep) / n_watched
+            obs[b, s_top + topic] += 1.0
+        for t in range(n_topics):
+            obs[b, s_top + t] /= videos
+        dyn[b, DY_REQUEST] += 1.0
+        dyn[b, DY_VIDEOS] = videos
+        dyn[b, DY_PLAY_S] += play_s
+        dyn[b, DY_LIKES] += request_fb_out[b, F_LIKE]
+        dyn[b, DY_SKIPS] += request_fb_out[b, F_SKIP]
+        skips = request_fb_out[b, F_SKIP]
+        interactions = 0.0
+        for k in range(6):
+            interactions += request_fb_out[b, F_LIKE + k]
+        play_frac = frac_sum / n_watched
+        new_stats = (play_frac, skips / n_watched, request_fb_out[b, F_LIKE] / n_watched,
+                     interactions / n_watched, (loglen_sum / n_watched - LOG_LEN_MEAN) / LOG_LEN_STD)
+        for k in range(5):
+            obs[b, h_stats + k] = keep * obs[b, h_stats + k] + (1.0 - keep) * new_stats[k]
+        obs[b, s_stats + 0] = dyn[b, DY_REQUEST] / max_requests
+        obs[b, s_stats + 1] = videos / (max_requests * page)
+        obs[b, s_stats + 2] = dyn[b, DY_PLAY_S] / 1800.0
+        obs[b, s_stats + 3] = dyn[b, DY_LIKES] / videos
+        obs[b, s_stats + 4] = dyn[b, DY_SKIPS] / videos
+        obs[b, s_stats + 5] = play_frac
+        obs[b, s_stats + 6] = skips / n_watched
+        for d in range(obs.shape[1]):
+            obs[b, d] = min(max(obs[b, d], obs_low[d]), obs_high[d])
+        r = 0.0
+        for t in range(N_TASKS):
+            r += request_fb_out[b, t] * reward_w[t]
+        reward_out[b] = r
+        term_out[b] = exited
+        trunc_out[b] = (not exited) and dyn[b, DY_REQUEST] >= max_requests
+
+
+#: The request step, compiled twice: serial for small batches (no thread start-up cost, the
+#: single env) and parallel over rows for large ones. Both give identical results.
+step_serial = nb.njit(**_JIT)(_step_rows)
+step_parallel = nb.njit(**_JIT, parallel=True)(_step_rows)
+#: Batches at least this large use the parallel kernel.
+PARALLEL_MIN_BATCH = 256
+
+
+def step_kernel(*args):
+    """Dispatch to the serial or parallel compiled step by batch size (rows = ``args[3].shape[0]``)."""
+    kernel = step_parallel if args[3].shape[0] >= PARALLEL_MIN_BATCH else step_serial
+    kernel(*args)
+
+
+@nb.njit(**_JIT)
+def start_kernel(rows, user_ids, carry, pop_cell, pop_interest, pop_traits, pop_obs0, cell, interest, traits, dyn,
+                 saturation, retrieval_lut, obs, h_top, s_stats):
+    """Seat ``user_ids`` in ``rows`` and start their sessions (see ``Simulator.start_sessions``)."""
+    n_topics = interest.shape[1]
+    n_lut = retrieval_lut.shape[1]
+    n_prefix = pop_obs0.shape[1]
+    for i in range(rows.shape[0]):
+        b = rows[i]
+        uid = user_ids[i]
+        cell[b] = pop_cell[uid]
+        for t in range(n_topics):
+            interest[b, t] = pop_interest[uid, t]
+        for k in range(traits.shape[1]):
+            traits[b, k] = pop_traits[uid, k]
+        if carry:
+            dyn[b, DY_SATISFACTION] *= 0.5
+            dyn[b, DY_FATIGUE] *= 0.3
+            for t in range(n_topics):
+                saturation[b, t] *= 0.3
+        else:
+            dyn[b, DY_SATISFACTION] = 0.0
+            dyn[b, DY_FATIGUE] = 0.0
+            for t in range(n_topics):
+                saturation[b, t] = 0.0
+            for d in range(n_prefix):
+                obs[b, d] = pop_obs0[uid, d]
+        for k in range(DY_REQUEST, N_DYN):
+            dyn[b, k] = 0.0
+        for d in range(s_stats, obs.shape[1]):
+            obs[b, d] = 0.0
+        # interest retrieval samples topics by the observed topic history as of the session start
+        total = 0.0
+        for t in range(n_topics):
+            total += obs[b, h_top + t]
+        cum = 0.0
+        t = 0
+        for k in range(n_lut):
+            target = (k + 0.5) / n_lut * total
+            while t < n_topics - 1 and cum + obs[b, h_top + t] < target:
+                cum += obs[b, h_top + t]
+                t += 1
+            retrieval_lut[b, k] = t
