@@ -26,6 +26,7 @@ setup(
         "matplotlib>=3.7",
         "seaborn>=0.13",
         "minari>=0.5,<0.6",
+        "numba>=0.60",
     ],
     extras_require={"test": ["pytest>=8"]},
     entry_points={"console_scripts": ["mtf-bench=benchmarks.cli:main"]},

@@ -70,14 +70,14 @@ def sample_impressions(config: SimConfig, n: int, seed: int) -> dict[str, np.nda
 
 
 def _load_scorer_weights(spec: str):
-    from .scorer import load_scorer_weights
+    from .scorer import ScorerWeights
 
     path = DEFAULT_SCORER if spec == "default" else Path(spec)
     if spec == "default" and not path.exists():
         raise FileNotFoundError(
             f"the shipped scorer weights {path} are missing; reinstall the package or run `mtf-bench fit-scorer`"
         )
-    return load_scorer_weights(path)
+    return ScorerWeights.load(path)
 
 
 @lru_cache(maxsize=4)
