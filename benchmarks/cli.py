@@ -12,6 +12,9 @@ import sys
 #: Modules that define subcommands (each has ``add_parser``).
 COMMAND_MODULES: tuple[str, ...] = (
     "benchmarks.scorer_fit",
+    "benchmarks.ab_cli",
+    "benchmarks.diagnose",
+    "benchmarks.bench_sim",
 )
 
 

@@ -221,11 +221,15 @@ class Simulator:
                        state.retrieval_lut, state.obs, self._layout_starts[0], self._layout_starts[2])
 
     # ------------------------------------------------------------------ request
-    def step(self, state: SessionState, action: np.ndarray, rng: np.random.Generator) -> StepResult:
+    def step(self, state: SessionState, action: np.ndarray, rng: np.random.Generator,
+             active: np.ndarray | None = None) -> StepResult:
         """Serve one request to every session in ``state`` (in place).
 
         action: (B, 12) float32 in [-1, 1] (validated by the caller, see ``fusion.validate_action``).
-        Draws (B, K) then (B, L, 12) uniforms from ``rng``.
+        active: optional (B,) bool; rows not active are left untouched and report zero feedback,
+        reward and flags (items -1). Always draws (B, K) then (B, L, 12) uniforms from ``rng``
+        whatever ``active`` is, so row b's randomness at its n-th draw is the same whichever rows
+        are active (common random numbers across policies whose sessions end at different times).
         """
         cfg = self.config
         b, page = len(state.user_id), cfg.page_size
@@ -240,7 +244,9 @@ class Simulator:
         terminated = np.empty(b, np.bool_)
         truncated = np.empty(b, np.bool_)
         cat = self.catalogue
-        K.step_kernel(action, ALPHA_LOW, ALPHA_HIGH, u_cand, u_resp, state.cell, self.score_table, cfg.n_items,
+        if active is None:
+            active = np.ones(b, np.bool_)
+        K.step_kernel(np.ascontiguousarray(active, dtype=np.bool_), action, ALPHA_LOW, ALPHA_HIGH, u_cand, u_resp, state.cell, self.score_table, cfg.n_items,
                       self.n_interest, cat.topic_start, cat.topic_count, cat.popular_pool, self._item_attr,
                       state.interest, state.traits, state.dyn, state.saturation, state.retrieval_lut, state.obs,
                       self.obs_low, self.obs_high, self._layout_starts, self.reward_weights, self._p,

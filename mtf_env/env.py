@@ -177,10 +177,9 @@ class ShortVideoMTFVectorEnv(gym.vector.VectorEnv):
             raise gym.error.ResetNeeded("call reset() before step()")
         actions = validate_action(actions, self.num_envs)
         state, restart = self._state, self._needs_reset
-        # Rows whose session ended last step restart now. The request still runs on every row
-        # when some rows continue (the random stream is consumed per batch); restarted rows are
-        # then overwritten by the new session and report zero feedback.
-        result = None if restart.all() else self.sim.step(state, actions, self.np_random)
+        # Rows whose session ended last step restart now instead of serving a request. When every
+        # row restarts no request is served (no random draws, as in the single env's reset).
+        result = None if restart.all() else self.sim.step(state, actions, self.np_random, active=~restart)
         if result is None:
             reward, terminated, truncated = (np.zeros(self.num_envs, np.float32), np.zeros(self.num_envs, bool),
                                              np.zeros(self.num_envs, bool))
@@ -191,12 +190,6 @@ class ShortVideoMTFVectorEnv(gym.vector.VectorEnv):
                     "request_feedback": result.request_feedback, "ground_truth": _ground_truth(state, result)}
         if restart.any():
             self.sim.start_sessions(state, restart, None, self.np_random)
-            reward[restart] = 0.0
-            terminated[restart] = False
-            truncated[restart] = False
-            for key in ("feedback", "watched", "request_feedback"):
-                if key in info:
-                    info[key][restart] = 0
         self._needs_reset = terminated | truncated
         info["autoreset"] = restart.copy()
         return state.obs.copy(), reward, terminated, truncated, info

@@ -100,12 +100,13 @@ def respond_batch(m, items, item_attr, traits, satisfaction, fatigue, p, u, feed
                                  feedback[i])
 
 
-def _step_rows(action, alpha_low, alpha_high, u_cand, u_resp, cell, score_table, n_items, n_interest,
+def _step_rows(active, action, alpha_low, alpha_high, u_cand, u_resp, cell, score_table, n_items, n_interest,
                 topic_start, topic_count, popular_pool, item_attr, interest, traits, dyn, saturation,
                 retrieval_lut, obs, obs_low, obs_high, layout, reward_w, p, max_requests, history_window,
                 items_out, feedback_out, watched_out, utility_out, request_fb_out, reward_out, term_out, trunc_out):
     """One request for every row b (see :class:`mtf_env.core.Simulator` for the model).
 
+    active (B,) bool: rows to serve (the others are left untouched and report zeros);
     action (B, 12) already validated; u_cand (B, K); u_resp (B, L, N_UNIFORMS); layout:
     (history_topics, history_stats, session_stats, session_topics) start columns of ``obs``.
     State arrays (dyn, saturation, obs) are updated in place; outputs are written to *_out.
@@ -117,6 +118,19 @@ def _step_rows(action, alpha_low, alpha_high, u_cand, u_resp, cell, score_table,
     n_pool = popular_pool.shape[0]
     h_top, h_stats, s_stats, s_top = layout[0], layout[1], layout[2], layout[3]
     for b in nb.prange(n_rows):
+        if not active[b]:
+            for l in range(page):
+                items_out[b, l] = -1
+                watched_out[b, l] = False
+                utility_out[b, l] = 0.0
+                for t in range(N_TASKS):
+                    feedback_out[b, l, t] = 0.0
+            for t in range(N_TASKS):
+                request_fb_out[b, t] = 0.0
+            reward_out[b] = 0.0
+            term_out[b] = False
+            trunc_out[b] = False
+            continue
         alpha = np.empty(N_TASKS, np.float64)
         for t in range(N_TASKS):
             a = min(max(action[b, t], -1.0), 1.0)
@@ -236,8 +250,8 @@ PARALLEL_MIN_BATCH = 256
 
 
 def step_kernel(*args):
-    """Dispatch to the serial or parallel compiled step by batch size (rows = ``args[3].shape[0]``)."""
-    kernel = step_parallel if args[3].shape[0] >= PARALLEL_MIN_BATCH else step_serial
+    """Dispatch to the serial or parallel compiled step by batch size (rows = ``args[0].shape[0]``)."""
+    kernel = step_parallel if args[0].shape[0] >= PARALLEL_MIN_BATCH else step_serial
     kernel(*args)
 
 

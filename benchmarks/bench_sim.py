@@ -1,0 +1,131 @@
+"""``mtf-bench bench-sim``: simulator throughput, with Gymnasium's Pendulum-v1 as the in-run reference.
+
+Measures, in one process:
+- single env (``gym.make``, with Gymnasium's default wrappers) steps/s under the production weights;
+- the batched core at batch 1, 64, 1024, 4096: user-requests/s and candidate scorings/s
+  (= requests/s x K), K = ``n_candidates`` (100 by default), 12 tasks;
+- ``Pendulum-v1`` steps/s (``gym.make``), so results can be compared across machines as ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+from agents.base import write_json
+from mtf_env.config import SimConfig
+from mtf_env.core import Simulator
+from mtf_env.fusion import PRODUCTION_ACTION
+
+BATCH_SIZES = (1, 64, 1024, 4096)
+
+
+def _timed(fn, min_seconds: float) -> float:
+    """Calls fn() (which does some work and returns the units done) until min_seconds pass; units/s."""
+    fn()  # warm-up (compilation, caches)
+    units, t0 = 0, time.perf_counter()
+    while True:
+        units += fn()
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_seconds:
+            return units / elapsed
+
+
+def single_env_steps_per_s(config: dict, min_seconds: float, unwrapped: bool = False) -> float:
+    import mtf_env  # noqa: F401
+
+    env = gym.make("ShortVideoMTF-v0", **config)
+    if unwrapped:
+        env = env.unwrapped
+    env.reset(seed=0)
+
+    def work() -> int:
+        for _ in range(1000):
+            _, _, terminated, truncated, _ = env.step(PRODUCTION_ACTION)
+            if terminated or truncated:
+                env.reset()
+        return 1000
+
+    return _timed(work, min_seconds)
+
+
+def pendulum_steps_per_s(min_seconds: float) -> float:
+    env = gym.make("Pendulum-v1")
+    env.reset(seed=0)
+    action = np.zeros(1, np.float32)
+
+    def work() -> int:
+        for _ in range(1000):
+            _, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                env.reset()
+        return 1000
+
+    return _timed(work, min_seconds)
+
+
+def batched_requests_per_s(sim: Simulator, batch: int, min_seconds: float) -> float:
+    rng = np.random.default_rng(0)
+    state = sim.empty_state(batch)
+    sim.start_sessions(state, np.arange(batch), None, rng)
+    actions = np.tile(PRODUCTION_ACTION, (batch, 1))
+    steps = max(1, 4096 // batch)
+
+    def work() -> int:
+        for _ in range(steps):
+            res = sim.step(state, actions, rng)
+            ended = res.terminated | res.truncated
+            if ended.any():
+                sim.start_sessions(state, ended, None, rng)
+        return steps * batch
+
+    return _timed(work, min_seconds)
+
+
+def bench_sim(config: SimConfig = SimConfig(), min_seconds: float = 2.0, batch_sizes=BATCH_SIZES) -> dict:
+    sim = Simulator(config)
+    pendulum = pendulum_steps_per_s(min_seconds)
+    single = single_env_steps_per_s({}, min_seconds)
+    single_unwrapped = single_env_steps_per_s({}, min_seconds, unwrapped=True)
+    vec = {}
+    for b in batch_sizes:
+        rps = batched_requests_per_s(sim, b, min_seconds)
+        vec[str(b)] = {"user_requests_per_s": rps, "candidate_scorings_per_s": rps * config.n_candidates}
+    import numba
+
+    return {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "numba_threads": numba.get_num_threads()},
+        "n_candidates": config.n_candidates, "n_tasks": 12, "page_size": config.page_size,
+        "pendulum_v1_steps_per_s": pendulum,
+        "single_env_steps_per_s": single,
+        "single_env_unwrapped_steps_per_s": single_unwrapped,
+        "single_env_vs_pendulum": single / pendulum,
+        "vectorised": vec,
+        "vectorised_4096_vs_pendulum": vec.get("4096", {}).get("user_requests_per_s", float("nan")) / pendulum,
+    }
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench-sim", help="simulator throughput (single env, batched core, Pendulum-v1 reference)")
+    p.add_argument("--seconds", type=float, default=2.0, help="minimum timing window per measurement")
+    p.add_argument("--out", type=Path, default=Path("results/bench_sim.json"))
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> None:
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    result = bench_sim(min_seconds=args.seconds)
+    write_json(args.out, result)
+    print(f"Pendulum-v1 (reference): {result['pendulum_v1_steps_per_s']:,.0f} steps/s")
+    print(f"ShortVideoMTF-v0 single env: {result['single_env_steps_per_s']:,.0f} steps/s "
+          f"(unwrapped {result['single_env_unwrapped_steps_per_s']:,.0f})")
+    for b, row in result["vectorised"].items():
+        print(f"batch {b:>5s}: {row['user_requests_per_s']:>12,.0f} user-requests/s, "
+              f"{row['candidate_scorings_per_s']:>14,.0f} candidate scorings/s")
+    print(f"-> {args.out}")

@@ -1,0 +1,181 @@
+"""ShortVideoMTF-v0: Gymnasium API, vector/single equivalence, determinism, bad input, pickling."""
+import pickle
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import mtf_env  # noqa: F401  (registers the env)
+from mtf_env.fusion import PRODUCTION_ACTION
+
+SMALL = dict(n_users=3000, n_items=4000)
+
+
+def rollout(env, seed, n_steps, actions):
+    obs, _ = env.reset(seed=seed)
+    out = [obs]
+    for t in range(n_steps):
+        obs, reward, terminated, truncated, info = env.step(actions[t])
+        out.append(obs)
+        out.append(np.array([reward, terminated, truncated], dtype=np.float64))
+        if terminated or truncated:
+            obs, _ = env.reset()
+            out.append(obs)
+    return out
+
+
+def test_gymnasium_and_sb3_env_checkers_pass():
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = gym.make("ShortVideoMTF-v0", **SMALL)
+    check_env(env.unwrapped, skip_render_check=True)
+    sb3_check_env(env.unwrapped, warn=True)
+
+
+def test_spaces_and_types():
+    env = gym.make("ShortVideoMTF-v0", **SMALL)
+    obs, info = env.reset(seed=3)
+    assert env.observation_space.contains(obs) and obs.dtype == np.float32
+    assert env.action_space.shape == (12,)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        obs, reward, terminated, truncated, info = env.step(rng.uniform(-1, 1, 12).astype(np.float32))
+        assert env.observation_space.contains(obs)
+        assert isinstance(reward, float) and np.isfinite(reward)
+        assert isinstance(terminated, bool) and isinstance(truncated, bool)
+        assert not (terminated and truncated)
+        assert info["feedback"].shape == (6, 12) and info["watched"][0]
+        np.testing.assert_allclose(info["request_feedback"], info["feedback"].sum(0), rtol=1e-5)
+        assert set(info["ground_truth"]) >= {"satisfaction", "fatigue", "saturation", "user_id"}
+        if terminated or truncated:
+            env.reset()
+
+
+def test_same_seed_same_trajectory_different_seed_differs():
+    actions = np.random.default_rng(1).uniform(-1, 1, (150, 12)).astype(np.float32)
+    a = rollout(gym.make("ShortVideoMTF-v0", **SMALL), 7, 150, actions)
+    b = rollout(gym.make("ShortVideoMTF-v0", **SMALL), 7, 150, actions)
+    c = rollout(gym.make("ShortVideoMTF-v0", **SMALL), 8, 150, actions)
+    assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert len(a) != len(c) or not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_vector_env_with_one_env_equals_single_env():
+    n = 200
+    actions = np.random.default_rng(2).uniform(-1, 1, (n, 12)).astype(np.float32)
+    single = gym.make("ShortVideoMTF-v0", **SMALL)
+    vec = gym.make_vec("ShortVideoMTF-v0", num_envs=1, vectorization_mode="vector_entry_point", **SMALL)
+    obs_s, _ = single.reset(seed=11)
+    obs_v, _ = vec.reset(seed=11)
+    np.testing.assert_array_equal(obs_s, obs_v[0])
+    restart = False
+    n_episodes = 0
+    for t in range(n):
+        obs_v, rew_v, term_v, trunc_v, _ = vec.step(actions[t][None])
+        if restart:  # next-step autoreset: the vector env resets now, the single env resets explicitly
+            obs_s, _ = single.reset()
+            rew_s, term_s, trunc_s = 0.0, False, False
+        else:
+            obs_s, rew_s, term_s, trunc_s, _ = single.step(actions[t])
+        np.testing.assert_array_equal(obs_s, obs_v[0])
+        assert rew_s == rew_v[0] and term_s == term_v[0] and trunc_s == trunc_v[0]
+        restart = term_s or trunc_s
+        n_episodes += restart
+    assert n_episodes >= 10
+
+
+def test_vector_env_rows_are_independent_sessions():
+    vec = gym.make_vec("ShortVideoMTF-v0", num_envs=16, vectorization_mode="vector_entry_point", **SMALL)
+    obs, _ = vec.reset(seed=0)
+    assert obs.shape == (16, vec.single_observation_space.shape[0])
+    ended = np.zeros(16, bool)
+    for _ in range(60):
+        obs, reward, terminated, truncated, info = vec.step(np.tile(PRODUCTION_ACTION, (16, 1)))
+        assert np.all(np.isfinite(reward)) and vec.observation_space.contains(obs)
+        restarted = info["autoreset"]
+        assert np.all(reward[restarted] == 0) and not np.any(terminated[restarted])
+        ended |= terminated | truncated
+    assert ended.all()
+
+
+@pytest.mark.parametrize(
+    "action, message",
+    [
+        (np.full(12, np.nan, np.float32), "NaN"),
+        (np.array([np.inf] + [0.0] * 11, np.float32), "infinite"),
+        (np.zeros(11, np.float32), "shape"),
+        (np.zeros((1, 12), np.float32), "shape"),
+        (np.array(["a"] * 12), "dtype"),
+    ],
+)
+def test_bad_actions_raise_clear_errors(action, message):
+    env = gym.make("ShortVideoMTF-v0", **SMALL).unwrapped
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=message):
+        env.step(action)
+
+
+def test_out_of_range_actions_are_clipped():
+    env_a = gym.make("ShortVideoMTF-v0", **SMALL).unwrapped
+    env_b = gym.make("ShortVideoMTF-v0", **SMALL).unwrapped
+    env_a.reset(seed=5)
+    env_b.reset(seed=5)
+    big = np.linspace(-3, 3, 12).astype(np.float32)
+    out_a = env_a.step(big)
+    out_b = env_b.step(np.clip(big, -1, 1))
+    np.testing.assert_array_equal(out_a[0], out_b[0])
+    assert out_a[1] == out_b[1]
+
+
+def test_unknown_config_key_and_bad_values_raise():
+    with pytest.raises(ValueError, match="unknown ShortVideoMTF config key"):
+        gym.make("ShortVideoMTF-v0", n_userz=10)
+    with pytest.raises(ValueError, match="page_size"):
+        gym.make("ShortVideoMTF-v0", page_size=200, n_candidates=100)
+    with pytest.raises(ValueError, match="unknown reward preset"):
+        gym.make("ShortVideoMTF-v0", reward="clicks")
+    with pytest.raises(ValueError, match="unknown response parameter"):
+        gym.make("ShortVideoMTF-v0", response={"exit_biass": 1.0})
+
+
+def test_step_before_reset_raises():
+    env = gym.make("ShortVideoMTF-v0", **SMALL).unwrapped
+    with pytest.raises(gym.error.ResetNeeded):
+        env.step(np.zeros(12, np.float32))
+
+
+def test_env_pickles_and_runs_under_async_vector_env():
+    env = gym.make("ShortVideoMTF-v0", **SMALL).unwrapped
+    env.reset(seed=4)
+    clone = pickle.loads(pickle.dumps(env))
+    a = np.zeros(12, np.float32)
+    np.testing.assert_array_equal(env.step(a)[0], clone.step(a)[0])
+    assert len(pickle.dumps(env)) < 1_000_000  # the world and scorer table are rebuilt, not pickled
+
+    venv = gym.vector.AsyncVectorEnv([lambda: gym.make("ShortVideoMTF-v0", **SMALL) for _ in range(2)])
+    try:
+        obs, _ = venv.reset(seed=[1, 2])
+        for _ in range(10):
+            obs, reward, terminated, truncated, _ = venv.step(np.zeros((2, 12), np.float32))
+            assert obs.shape == (2, 58) and np.all(np.isfinite(reward))
+    finally:
+        venv.close()
+
+
+def test_reward_presets_change_the_reward_not_the_dynamics():
+    a = gym.make("ShortVideoMTF-v0", reward="default", **SMALL).unwrapped
+    b = gym.make("ShortVideoMTF-v0", reward="interaction", **SMALL).unwrapped
+    a.reset(seed=9)
+    b.reset(seed=9)
+    from mtf_env.rewards import REWARD_PRESETS
+
+    for _ in range(20):
+        oa, ra, ta, tra, ia = a.step(PRODUCTION_ACTION)
+        ob, rb, tb, trb, ib = b.step(PRODUCTION_ACTION)
+        np.testing.assert_array_equal(oa, ob)
+        assert ra == pytest.approx(float(ia["request_feedback"] @ REWARD_PRESETS["default"]), rel=1e-5, abs=1e-5)
+        assert rb == pytest.approx(float(ib["request_feedback"] @ REWARD_PRESETS["interaction"]), rel=1e-5, abs=1e-5)
+        if ta or tra:
+            a.reset()
+            b.reset()
