@@ -1,0 +1,325 @@
+"""``mtf-bench collect`` and ``mtf-bench inspect``: logged datasets on the command line.
+
+::
+
+    mtf-bench collect --preset smoke                          # datasets/smoke, 2k mixed sessions
+    mtf-bench collect --policy action-noise --target runs/bcq --sessions 100000 --seed 1 --out datasets/an
+    mtf-bench inspect datasets/smoke                          # stats JSON + action figure in datasets/smoke/inspect
+
+``inspect`` writes ``stats.json`` (sessions, transitions, session lengths, reward statistics
+under every reward preset, action coverage per dimension, per behaviour group) and
+``actions.png`` (the distribution of each action dimension per behaviour group, like the
+paper's Figures 6 and 7).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.base import write_json
+from mtf_env.config import make_config
+from mtf_env.dataset import DATASET_PRESETS, CollectConfig, collect_dataset, load_dataset
+from mtf_env.rewards import REWARD_PRESETS
+from mtf_env.tasks import TASK_NAMES
+
+#: Equal-width bins of [-1, 1] used for the action coverage figure of merit.
+COVERAGE_BINS = 20
+#: A bin counts as covered when it holds at least this share of a uniform bin's mass.
+COVERAGE_MIN_SHARE = 0.1
+#: Run log the collect command writes into the dataset directory (not listed in the manifest).
+COLLECT_LOG = "collect_log.json"
+#: At most this many actions per behaviour group go into the figure.
+FIGURE_SAMPLES = 20_000
+
+
+def _parse_sim_overrides(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--sim expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    presets = ", ".join(f"{p.name} ({p.collect.n_sessions} sessions)" for p in DATASET_PRESETS.values())
+    p = sub.add_parser("collect", help="collect a logged dataset under a behaviour policy",
+                       description="Collect sessions on the batched simulator under a behaviour policy and write "
+                                   f"them as a Parquet dataset (datasets/README.md). Presets: {presets}.")
+    p.add_argument("--preset", choices=sorted(DATASET_PRESETS), help="named dataset (sets the defaults below)")
+    p.add_argument("--policy", help="behaviour policy: production, random[:STD], action-noise[:TARGET], "
+                                    "mixed[:TARGET] (default: the preset's, else mixed)")
+    p.add_argument("--target", help="target policy of action-noise / mixed: static:NAME, weights JSON or run dir "
+                                    "(default static:production)")
+    p.add_argument("--sessions", type=int, help="sessions to collect (default: the preset's, else 2000)")
+    p.add_argument("--seed", type=int, help="root seed (default: the preset's, else 0)")
+    p.add_argument("--out", type=Path, help="output directory (default datasets/PRESET or datasets/POLICY)")
+    p.add_argument("--batch-size", type=int, help="sessions simulated in parallel (changes the random layout)")
+    p.add_argument("--n-days", type=int, help="collection days the sessions are spread over")
+    p.add_argument("--sim", action="append", default=[], metavar="KEY=VALUE",
+                   help="SimConfig override, repeatable (e.g. --sim n_users=5000 --sim reward=time)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_collect)
+
+    q = sub.add_parser("inspect", help="statistics and action-distribution figure of a logged dataset")
+    q.add_argument("path", type=Path, help="dataset directory")
+    q.add_argument("--out", type=Path, help="where stats.json and actions.png go (default PATH/inspect)")
+    q.add_argument("--split", default="all", choices=("train", "test", "all"))
+    q.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check of the data files")
+    q.add_argument("--card", metavar="PRESET", choices=sorted(DATASET_PRESETS),
+                   help="also write the dataset card datasets/cards/PRESET.{json,md} from this dataset")
+    q.add_argument("--cards-dir", type=Path, default=Path("datasets/cards"), help=argparse.SUPPRESS)
+    q.set_defaults(func=_run_inspect)
+
+
+def collect_settings(args: argparse.Namespace) -> tuple[Path, Any, CollectConfig]:
+    """Resolve command-line arguments (and the preset) to (out, SimConfig, CollectConfig)."""
+    preset = DATASET_PRESETS[args.preset] if args.preset else None
+    base = preset.collect if preset else CollectConfig()
+    changes = {k: v for k, v in dict(policy=args.policy, target=args.target, n_sessions=args.sessions,
+                                       seed=args.seed, batch_size=args.batch_size, n_days=args.n_days).items()
+               if v is not None}
+    collect = CollectConfig(**{**base.__dict__, **changes})
+    sim = make_config(**{**(preset.sim if preset else {}), **_parse_sim_overrides(args.sim)})
+    out = args.out or Path("datasets") / (args.preset or collect.policy.split(":")[0])
+    return out, sim, collect
+
+
+def _run_collect(args: argparse.Namespace) -> None:
+    out, sim, collect = collect_settings(args)
+    if out.exists() and not args.overwrite:
+        raise ValueError(f"{out} already exists; pass --overwrite to replace it")
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    path = collect_dataset(out, sim, collect, overwrite=args.overwrite, progress=not args.no_progress,
+                           timings=timings)
+    wall = time.perf_counter() - t0
+    manifest = json.loads((path / "manifest.json").read_text())
+    n_req = manifest["counts"]["requests"]
+    size = sum(f["bytes"] for f in manifest["files"])
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{path}: {collect.n_sessions} sessions, {n_req} requests ({n_req / collect.n_sessions:.3f} per session), "
+          f"{size / 1e6:.1f} MB in {len(manifest['files'])} files; {wall:.1f} s "
+          f"({collect.n_sessions / wall:,.0f} sessions/s, {n_req / wall:,.0f} requests/s), peak RSS {peak_mb:,.0f} MB")
+    print("seconds: " + ", ".join(f"{k[:-2]} {v:.1f}" for k, v in timings.items())
+          + " (write runs in a background thread, overlapping the rest)")
+    # a run log next to the data (not part of the manifest: timings differ between identical runs)
+    write_json(path / COLLECT_LOG, {
+        "collect": dataclasses.asdict(collect), "sim_overrides": _parse_sim_overrides(args.sim),
+        "wall_s": wall, "timings_s": timings, "peak_rss_mb": peak_mb, "sessions_per_s": collect.n_sessions / wall,
+        "requests_per_s": n_req / wall, "bytes": size, "cpu_count": os.cpu_count(),
+        "load_average_at_end": list(os.getloadavg()), "python": platform.python_version(),
+    })
+
+
+# ---------------------------------------------------------------------------- inspect
+def _summary(x: np.ndarray) -> dict[str, float]:
+    x = np.asarray(x, np.float64)
+    return {"mean": float(x.mean()), "std": float(x.std()), "min": float(x.min()), "max": float(x.max())}
+
+
+def action_coverage(actions: np.ndarray) -> list[dict[str, Any]]:
+    """Per action dimension: moments, quantiles, share on the box faces, and covered bins.
+
+    ``covered_bins`` is the share of ``COVERAGE_BINS`` equal bins of [-1, 1] holding at least
+    ``COVERAGE_MIN_SHARE`` of a uniform bin's mass (1.0: the whole range is explored).
+    """
+    out = []
+    n = len(actions)
+    threshold = COVERAGE_MIN_SHARE * n / COVERAGE_BINS
+    for d, task in enumerate(TASK_NAMES):
+        a = actions[:, d]
+        counts, _ = np.histogram(a, bins=COVERAGE_BINS, range=(-1.0, 1.0))
+        q = np.quantile(a, [0.01, 0.5, 0.99])
+        out.append({"task": task, **_summary(a), "q01": float(q[0]), "median": float(q[1]), "q99": float(q[2]),
+                    "at_bounds": float(np.mean(np.abs(a) >= 1.0)),
+                    "covered_bins": float(np.mean(counts >= threshold))})
+    return out
+
+
+def dataset_statistics(ds) -> dict[str, Any]:
+    """Statistics of one loaded split (a :class:`mtf_env.dataset.Dataset`)."""
+    lengths = ds.session_lengths
+    actions = ds.actions
+    feedback = ds.column("request_feedback")
+    group_rows = np.repeat(ds.behaviour_groups, lengths)
+    session_index = np.repeat(np.arange(ds.n_sessions), lengths)
+    stats: dict[str, Any] = {
+        "path": str(ds.path), "split": ds.split, "policy": ds.manifest["collection"]["policy"],
+        "sessions": ds.n_sessions, "transitions": ds.n_transitions,
+        "session_length": {**_summary(lengths), "median": float(np.median(lengths))},
+        "terminated_share": float(ds.session_column("terminated").mean()),
+        "truncated_share": float(ds.session_column("truncated").mean()),
+        "behaviour_log_prob": _summary(ds.column("behaviour_log_prob")),
+        "rewards": {}, "action_coverage": action_coverage(actions), "groups": {},
+    }
+    for preset in REWARD_PRESETS:
+        r = ds.rewards_for(preset)
+        returns = np.bincount(session_index, weights=r, minlength=ds.n_sessions)
+        stats["rewards"][preset] = {"per_transition": _summary(r), "session_return": _summary(returns)}
+    for g, name in enumerate(ds.group_names):
+        rows = group_rows == g
+        sess = ds.behaviour_groups == g
+        if not sess.any():
+            continue
+        r = ds.rewards_for("default")[rows]
+        stats["groups"][name] = {
+            "sessions": int(sess.sum()), "transitions": int(rows.sum()),
+            "mean_session_length": float(lengths[sess].mean()),
+            "mean_session_return_default": float(r.sum() / sess.sum()),
+            "mean_reward_default": float(r.mean()),
+            "mean_play_time_s_per_request": float(feedback[rows, 0].mean()),
+            "action_coverage": action_coverage(actions[rows]),
+        }
+    return stats
+
+
+def action_figure(ds, path: Path, seed: int = 0) -> Path:
+    """Violin plot of every action dimension per behaviour group (like the paper's Figs 6-7) as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    rng = np.random.default_rng(seed)
+    actions = ds.actions
+    group_rows = np.repeat(ds.behaviour_groups, ds.session_lengths)
+    frames = []
+    for g, name in enumerate(ds.group_names):
+        rows = np.flatnonzero(group_rows == g)
+        if rows.size == 0:
+            continue
+        take = rng.choice(rows, size=min(FIGURE_SAMPLES, rows.size), replace=False)
+        frame = pd.DataFrame(actions[np.sort(take)], columns=list(TASK_NAMES)).melt(var_name="task",
+                                                                                    value_name="action")
+        frame["behaviour"] = name
+        frames.append(frame)
+    data = pd.concat(frames, ignore_index=True)
+    fig, ax = plt.subplots(figsize=(12, 4))
+    sns.violinplot(data=data, x="task", y="action", hue="behaviour", split=len(frames) == 2, cut=0,
+                   density_norm="width", inner="quart", linewidth=0.6, ax=ax)
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_xlabel("")
+    ax.set_ylabel("action (fusion weight, scaled to [-1, 1])")
+    ax.set_title(f"{ds.path.name}: actions per task under {ds.manifest['collection']['policy']} "
+                 f"({ds.split}, {ds.n_transitions:,} requests)")
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def inspect_dataset(path: Path, out: Path | None = None, split: str = "all", verify: bool = True) -> dict[str, Any]:
+    """Load ``path``, write ``stats.json`` and ``actions.png`` into ``out`` (default PATH/inspect); returns the stats."""
+    ds = load_dataset(path, split=split, verify_checksums=verify, validate="structure")
+    out = Path(out) if out is not None else Path(path) / "inspect"
+    stats = dataset_statistics(ds)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "stats.json", stats)
+    action_figure(ds, out / "actions.png")
+    return stats
+
+
+def _run_inspect(args: argparse.Namespace) -> None:
+    out = args.out or args.path / "inspect"
+    stats = inspect_dataset(args.path, out, split=args.split, verify=not args.no_verify)
+    length = stats["session_length"]
+    print(f"{args.path} ({stats['policy']}, split {stats['split']}): {stats['sessions']:,} sessions, "
+          f"{stats['transitions']:,} transitions, {length['mean']:.3f} requests per session "
+          f"(max {length['max']:.0f}); terminated {stats['terminated_share']:.3f}, "
+          f"truncated {stats['truncated_share']:.3f}")
+    print(f"{'reward':12s} {'mean r':>9s} {'std r':>9s} {'mean return':>12s}")
+    for preset, row in stats["rewards"].items():
+        print(f"{preset:12s} {row['per_transition']['mean']:9.4f} {row['per_transition']['std']:9.4f} "
+              f"{row['session_return']['mean']:12.4f}")
+    print(f"{'task':14s} {'mean':>7s} {'std':>6s} {'q01':>7s} {'q99':>7s} {'bounds':>7s} {'covered':>8s}")
+    for row in stats["action_coverage"]:
+        print(f"{row['task']:14s} {row['mean']:7.3f} {row['std']:6.3f} {row['q01']:7.3f} {row['q99']:7.3f} "
+              f"{row['at_bounds']:7.3f} {row['covered_bins']:8.2f}")
+    for name, g in stats["groups"].items():
+        print(f"group {name}: {g['sessions']:,} sessions, mean length {g['mean_session_length']:.3f}, "
+              f"mean return (default) {g['mean_session_return_default']:.4f}")
+    print(f"stats -> {out / 'stats.json'}; figure -> {out / 'actions.png'}")
+    if args.card:
+        json_path, md_path = write_card(args.path, stats, args.card, args.cards_dir)
+        print(f"card -> {json_path}, {md_path}")
+
+
+def write_card(path: Path, stats: dict[str, Any], name: str, cards_dir: Path) -> tuple[Path, Path]:
+    """Write the dataset card ``cards_dir/NAME.json`` and ``.md`` for a dataset collected with preset NAME."""
+    preset = DATASET_PRESETS[name]
+    manifest = json.loads((Path(path) / "manifest.json").read_text())
+    if manifest["collection"]["config"] != dataclasses.asdict(preset.collect):
+        raise ValueError(f"{path} was not collected with preset {name!r} (collection settings differ)")
+    log_path = Path(path) / COLLECT_LOG
+    run = json.loads(log_path.read_text()) if log_path.is_file() else None
+    card = {
+        "name": name, "description": preset.description, "command": f"mtf-bench collect --preset {name}",
+        "collect": dataclasses.asdict(preset.collect), "sim_overrides": preset.sim,
+        "schema_version": manifest["schema_version"], "code_version": manifest["created_by"],
+        "counts": manifest["counts"], "split": manifest["split"],
+        "bytes": sum(f["bytes"] for f in manifest["files"]),
+        "files_sha256": {f["path"]: f["sha256"] for f in manifest["files"]},
+        "stats": {k: stats[k] for k in ("sessions", "transitions", "session_length", "terminated_share",
+                                         "truncated_share", "rewards", "groups")},
+        "collection_run": run,
+    }
+    for group in card["stats"]["groups"].values():
+        group["covered_bins"] = {row["task"]: row["covered_bins"] for row in group.pop("action_coverage")}
+    cards_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = cards_dir / f"{name}.json", cards_dir / f"{name}.md"
+    write_json(json_path, card)
+    c, length = manifest["counts"], stats["session_length"]
+    lines = [
+        f"# Dataset card: `{name}`", "", preset.description + ".", "",
+        f"Reproduce: `{card['command']}` (writes `datasets/{name}`; the same code gives the same SHA-256 per file, "
+        f"listed in `{name}.json`).", "",
+        "| field | value |", "|---|---|",
+        f"| behaviour policy | `{manifest['collection']['policy']}` (groups: {', '.join(manifest['collection']['groups'])}; "
+        f"{manifest['collection']['group_rule']}) |",
+        f"| seed / batch size / days | {preset.collect.seed} / {preset.collect.batch_size} / {preset.collect.n_days} |",
+        f"| simulator | default `SimConfig`{' + ' + json.dumps(preset.sim) if preset.sim else ''} |",
+        f"| sessions / requests | {c['sessions']:,} / {c['requests']:,} |",
+        f"| requests per session | mean {length['mean']:.3f}, std {length['std']:.3f}, max {length['max']:.0f} |",
+        f"| ended by exit / by the request limit | {stats['terminated_share']:.4f} / {stats['truncated_share']:.4f} |",
+        f"| split | train {manifest['split']['train_sessions']:,} sessions (first 90% in time order), "
+        f"test {manifest['split']['test_sessions']:,} |",
+        f"| size on disk | {card['bytes'] / 1e6:,.1f} MB in {len(manifest['files'])} Parquet files |",
+        f"| code | {manifest['created_by'].get('version')} @ {manifest['created_by'].get('git_commit')} |",
+    ]
+    if run:
+        lines.append(f"| collection run | {run['wall_s']:.1f} s wall ({run['requests_per_s']:,.0f} requests/s), peak RSS "
+                     f"{run['peak_rss_mb']:,.0f} MB, {run['cpu_count']} CPUs, load average at end "
+                     f"{run['load_average_at_end'][0]:.1f} |")
+    lines += ["", "Rewards (relabelled from the logged feedback):", "",
+              "| reward preset | mean reward per request | std | mean session return |", "|---|---|---|---|"]
+    for preset_name, row in stats["rewards"].items():
+        lines.append(f"| {preset_name} | {row['per_transition']['mean']:.4f} | {row['per_transition']['std']:.4f} | "
+                     f"{row['session_return']['mean']:.4f} |")
+    lines += ["", "Behaviour groups:", "", "| group | sessions | mean length | mean return (default) | "
+              "min covered bins over tasks |", "|---|---|---|---|---|"]
+    for group_name, g in card["stats"]["groups"].items():
+        lines.append(f"| {group_name} | {g['sessions']:,} | {g['mean_session_length']:.3f} | "
+                     f"{g['mean_session_return_default']:.4f} | {min(g['covered_bins'].values()):.2f} |")
+    lines += ["", "Covered bins: share of 20 equal bins of [-1, 1] holding at least 10% of a uniform bin's mass "
+              "(`mtf-bench inspect`).", ""]
+    md_path.write_text("\n".join(lines))
+    return json_path, md_path
