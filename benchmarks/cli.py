@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "benchmarks.ab_cli",
     "benchmarks.diagnose",
     "benchmarks.bench_sim",
+    "benchmarks.data_cli",
 )
 
 
