@@ -1,0 +1,639 @@
+"""BatchRL-MTF: batch-constrained Q-learning (BCQ) for multi-task fusion weights.
+
+The paper's Section 3.2 / Algorithm 1 (Zhang et al. 2022, arXiv 2208.04560), which is BCQ
+(Fujimoto et al. 2019) with the paper's hyperparameters. Per gradient step, on a minibatch
+``(s, a, r, s', not_done)`` of ``batch_size`` transitions drawn uniformly from the replay
+buffer:
+
+1. :meth:`BatchRLMTF.update_vae` -- conditional VAE ``G``: encoder ``E(z | s, a)`` gives a
+   mean and a log-std (clamped to ``[-4, 15]`` like Fujimoto's code), ``z = mean + std * eps``,
+   decoder ``D(a | s, z) = tanh(...)``; loss = ``MSE(D(s, z), a) + kl_weight * KL(E(z|s,a) || N(0, I))``.
+2. :meth:`BatchRLMTF.update_critic` -- twin critics with the clipped double-Q target
+   ``y = r + gamma * not_done * max_{i<=n} min_{j=1,2} Q'_j(s', a'_i)`` where
+   ``a'_i = clip(D(s', z_i) + P'(s', D(s', z_i)), -1, 1)``, ``z_i ~ N(0, I)`` clipped to
+   ``[-0.5, 0.5]``, ``n = n_target_samples``; the paper's Eq. 7 takes the plain minimum (BCQ's
+   ``lambda = 1``). Loss = sum over the two critics of their MSE to ``y``.
+3. :meth:`BatchRLMTF.update_actor` -- perturbation net ``P(s, a) = rho * tanh(...)`` in
+   ``[-rho, rho]``, trained by the deterministic policy gradient through ``Q1``: maximise
+   ``Q1(s, clip(a~ + P(s, a~), -1, 1))`` with ``a~ = D(s, z)``, ``z`` from the clipped prior.
+4. :meth:`BatchRLMTF.update_targets` -- every ``target_update_every`` (L) steps the target
+   critics and the target perturbation net move ``eta_t`` of the way to the online ones.
+
+Action selection (:meth:`BatchRLMTF.act`): decode ``n_action_samples`` candidate actions per
+state, perturb them, return the candidate with the highest ``Q1``.
+
+Replay buffer: the paper trains from a replay buffer of 100,000 transitions. Here the buffer
+is the *last* ``buffer_size`` transitions of the dataset in its stored order; logged datasets
+are written in collection (time) order, so these are the most recent transitions. With
+``buffer_size >= len(data)`` the whole dataset is used.
+
+Speed (the project requires more gradient steps per second than d3rlpy's BCQ at the same
+settings, see ``benchmarks/bench_bcq_speed.py``), all with the same mathematics: the buffer
+lives on the device as tensors and minibatches are indexed there; the observation part of
+every first layer is computed once per state and shared by its ``n`` sampled actions
+(:class:`agents.nets.ObsConditionedMLP`); the critic target is evaluated only for
+non-terminal transitions (about 28% of session data is terminal); the actor step builds no
+gradients for the decoder or the critic weights and evaluates Q1 only; Adam is the fused
+implementation; metrics stay on the device and are read once per logging window. The twin
+critics are two networks, not one batched module: on CPU, ``torch.baddbmm`` over a leading
+ensemble dimension was measured slower than two plain matmuls (see ``agents/nets.py``).
+
+Randomness: ``fit(seed=...)`` spawns three streams with ``numpy.random.SeedSequence(seed)``:
+weight initialisation, training (minibatch indices and all latent noise, one
+``torch.Generator`` whose state is checkpointed) and action selection. ``act`` is
+deterministic: the ``n_action_samples`` latent vectors are drawn once from the action-selection
+stream and shared by every state and every call, so the same observation gets the same action
+(the policy is a fixed function of the state, unlike d3rlpy's BCQ, which resamples per call).
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from agents.base import (
+    CHECKPOINT_NAME,
+    CONFIG_NAME,
+    METRICS_NAME,
+    CheckpointError,
+    FitResult,
+    MetricsLogger,
+    data_to_tensors,
+    fit_loop,
+    load_checkpoint,
+    load_module_state,
+    save_checkpoint,
+    write_json,
+)
+from agents.nets import ObsConditionedMLP
+from agents.policy import check_obs_batch
+from mtf_env.transitions import TransitionArrays
+
+ALGO_NAME = "batchrl-mtf"
+CHECKPOINT_FORMAT = "batchrl-mtf-checkpoint/1"
+#: States per forward pass in :meth:`BatchRLMTF.act`: 256 states x 100 candidates x 750 hidden
+#: float32 is about 77 MB per activation, so large batches of users do not exhaust memory.
+ACT_CHUNK_STATES = 256
+
+
+@dataclass(frozen=True)
+class BatchRLMTFConfig:
+    """Hyperparameters of BatchRL-MTF. Defaults are the paper's; the rest come from BCQ's code."""
+
+    rho: float = 0.15
+    """Perturbation range: ``P(s, a)`` lies in ``[-rho, rho]`` per action dimension (paper)."""
+    gamma: float = 0.95
+    """Discount factor per request (paper)."""
+    lr_vae: float = 1e-3
+    """Adam learning rate of the conditional VAE (paper)."""
+    lr_perturbation: float = 1e-4
+    """Adam learning rate of the perturbation network (paper)."""
+    lr_critic: float = 2e-4
+    """Adam learning rate of the twin critics (paper)."""
+    eta_t: float = 0.05
+    """Soft target update rate: ``target <- (1 - eta_t) * target + eta_t * online`` (paper)."""
+    target_update_every: int = 10
+    """L: gradient steps between soft target updates (paper)."""
+    batch_size: int = 256
+    """Transitions per minibatch (paper)."""
+    buffer_size: int = 100_000
+    """Replay buffer size: the last ``buffer_size`` transitions of the dataset (paper's 100,000)."""
+    n_steps: int = 300_000
+    """Gradient steps of a full training run, the default of ``fit`` (paper)."""
+    actor_hidden: tuple[int, ...] = (400, 300)
+    """Hidden widths of the perturbation network (BCQ code; the paper gives none)."""
+    critic_hidden: tuple[int, ...] = (400, 300)
+    """Hidden widths of each critic (BCQ code; the paper gives none)."""
+    vae_hidden: tuple[int, ...] = (750, 750)
+    """Hidden widths of the VAE encoder and of the decoder (BCQ code)."""
+    latent_dim: int | None = None
+    """VAE latent size; ``None`` means ``2 * action_dim`` (BCQ code)."""
+    kl_weight: float = 0.5
+    """Weight of the KL term in the VAE loss (BCQ code)."""
+    vae_log_std_min: float = -4.0
+    """Lower clamp of the encoder's log-std (BCQ code)."""
+    vae_log_std_max: float = 15.0
+    """Upper clamp of the encoder's log-std (BCQ code)."""
+    latent_clip: float = 0.5
+    """Latent samples from the prior are clipped to ``[-latent_clip, latent_clip]`` (BCQ code)."""
+    n_target_samples: int = 10
+    """Sampled and perturbed next actions per state in the critic target (BCQ code)."""
+    n_action_samples: int = 100
+    """Candidate actions per state in action selection (BCQ code)."""
+    device: str = "cpu"
+    """Torch device for training and acting ("cpu", "cuda", "cuda:1", ...); not a paper setting."""
+
+    def __post_init__(self) -> None:
+        for name in ("rho", "lr_vae", "lr_perturbation", "lr_critic", "kl_weight", "latent_clip"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"BatchRLMTFConfig.{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.gamma < 1:
+            raise ValueError(f"BatchRLMTFConfig.gamma must be in [0, 1), got {self.gamma}")
+        if not 0 < self.eta_t <= 1:
+            raise ValueError(f"BatchRLMTFConfig.eta_t must be in (0, 1], got {self.eta_t}")
+        for name in ("target_update_every", "batch_size", "buffer_size", "n_steps", "n_target_samples",
+                     "n_action_samples"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"BatchRLMTFConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("actor_hidden", "critic_hidden", "vae_hidden"):
+            sizes = tuple(int(h) for h in getattr(self, name))
+            if not sizes or min(sizes) < 1:
+                raise ValueError(f"BatchRLMTFConfig.{name} must be non-empty positive widths, got {sizes}")
+            object.__setattr__(self, name, sizes)  # lists from JSON become tuples
+        if self.latent_dim is not None and self.latent_dim < 1:
+            raise ValueError(f"BatchRLMTFConfig.latent_dim must be >= 1 or None, got {self.latent_dim}")
+        if self.vae_log_std_min >= self.vae_log_std_max:
+            raise ValueError("BatchRLMTFConfig.vae_log_std_min must be below vae_log_std_max")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "BatchRLMTFConfig":
+        """Inverse of ``dataclasses.asdict``; unknown keys raise ``ValueError``."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown BatchRLMTFConfig fields {unknown}")
+        return cls(**values)
+
+
+class Batch(NamedTuple):
+    """A minibatch: obs (B, obs_dim), action (B, A), reward (B, 1), next_obs (B, obs_dim), not_done (B, 1)."""
+
+    obs: torch.Tensor
+    action: torch.Tensor
+    reward: torch.Tensor
+    next_obs: torch.Tensor
+    not_done: torch.Tensor
+
+
+class BCQNetworks(nn.Module):
+    """All networks of BatchRL-MTF; ``state_dict()`` keys are ``<network>.<parameter>``.
+
+    vae_encoder: (s, a) -> (mean, log_std) of z, (B, 2 * latent); vae_decoder: (s, z) -> a
+    before tanh, (B, A); perturbation / perturbation_target: (s, a) -> P before
+    ``rho * tanh``, (B, A); critic1, critic2 and their targets: (s, a) -> Q, (B, 1).
+    """
+
+    def __init__(self, obs_dim: int, action_dim: int, config: BatchRLMTFConfig, generator: torch.Generator):
+        super().__init__()
+        latent = config.latent_dim or 2 * action_dim
+        self.latent_dim = latent
+        self.vae_encoder = ObsConditionedMLP(obs_dim, action_dim, config.vae_hidden, 2 * latent, generator)
+        self.vae_decoder = ObsConditionedMLP(obs_dim, latent, config.vae_hidden, action_dim, generator)
+        self.perturbation = ObsConditionedMLP(obs_dim, action_dim, config.actor_hidden, action_dim, generator)
+        self.critic1 = ObsConditionedMLP(obs_dim, action_dim, config.critic_hidden, 1, generator)
+        self.critic2 = ObsConditionedMLP(obs_dim, action_dim, config.critic_hidden, 1, generator)
+        self.perturbation_target = copy.deepcopy(self.perturbation).requires_grad_(False)
+        self.critic1_target = copy.deepcopy(self.critic1).requires_grad_(False)
+        self.critic2_target = copy.deepcopy(self.critic2).requires_grad_(False)
+
+    def target_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(target, online) pairs moved by the soft target update."""
+        return [(self.critic1_target, self.critic1), (self.critic2_target, self.critic2),
+                (self.perturbation_target, self.perturbation)]
+
+
+def _seed_from(seq: np.random.SeedSequence) -> int:
+    return int(seq.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))  # torch seeds are < 2**63
+
+
+def _fingerprint(data: TransitionArrays) -> str:
+    """SHA-256 over the buffer's arrays, to refuse resuming on different data."""
+    digest = hashlib.sha256()
+    for field in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts"):
+        digest.update(np.ascontiguousarray(getattr(data, field)).tobytes())
+    return digest.hexdigest()
+
+
+def _truncate_metrics(path: Path, last_step: int) -> None:
+    """Drop metric rows logged after ``last_step`` (written after the checkpoint we resume from)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        return
+    kept = [rows[0]] + [row for row in rows[1:] if row and int(float(row[0])) <= last_step]
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows(kept)
+
+
+class BatchRLMTF:
+    """The BatchRL-MTF agent; after ``fit`` (or ``load``) it is a :class:`agents.policy.Policy`.
+
+    Usage::
+
+        agent = BatchRLMTF(BatchRLMTFConfig())
+        agent.fit(data, seed=0, out_dir="runs/batchrl-mtf__0")  # config.n_steps steps
+        actions = agent.act(obs)                                  # (B, 12) float32 in [-1, 1]
+        agent = BatchRLMTF.load("runs/batchrl-mtf__0")
+
+    A run directory holds ``config.json`` (algo, config, obs_dim, action_dim, seed),
+    ``metrics.csv`` and ``checkpoint.pt`` (networks, targets, optimisers, step, generator
+    state; loaded with ``weights_only=True``).
+    """
+
+    algo_name = ALGO_NAME
+
+    def __init__(self, config: BatchRLMTFConfig | None = None):
+        self.config = config if config is not None else BatchRLMTFConfig()
+        self.device = torch.device(self.config.device)
+        self.obs_dim: int | None = None
+        self.action_dim: int | None = None
+        self.seed: int | None = None
+        self.step = 0
+        self.nets: BCQNetworks | None = None
+        self._buffer: dict[str, torch.Tensor] = {}
+        self._metric_sums: dict[str, torch.Tensor] = {}
+        self._metric_count = 0
+        self._log_every, self._n_steps = 1, None
+
+    # ------------------------------------------------------------------ construction
+    def _build(self, obs_dim: int, action_dim: int, seed: int) -> None:
+        """Fresh networks, optimisers and random streams for ``seed``."""
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        self.obs_dim, self.action_dim, self.seed, self.step = int(obs_dim), int(action_dim), int(seed), 0
+        init_seq, train_seq, act_seq = np.random.SeedSequence(int(seed)).spawn(3)
+        init_gen = torch.Generator().manual_seed(_seed_from(init_seq))  # CPU: same weights on any device
+        self.nets = BCQNetworks(self.obs_dim, self.action_dim, self.config, init_gen).to(self.device)
+        self.generator = torch.Generator(device=self.device).manual_seed(_seed_from(train_seq))
+        act_gen = torch.Generator().manual_seed(_seed_from(act_seq))
+        n, latent = self.config.n_action_samples, self.nets.latent_dim
+        self._act_latent = self._prior_latent((n, latent), act_gen).to(self.device)  # (n, latent)
+        adam = dict(fused=True) if self.device.type in ("cpu", "cuda") else {}
+        vae_params = [*self.nets.vae_encoder.parameters(), *self.nets.vae_decoder.parameters()]
+        self.optimizers = {
+            "vae": torch.optim.Adam(vae_params, lr=self.config.lr_vae, **adam),
+            "perturbation": torch.optim.Adam(self.nets.perturbation.parameters(), lr=self.config.lr_perturbation,
+                                             **adam),
+            "critic": torch.optim.Adam([*self.nets.critic1.parameters(), *self.nets.critic2.parameters()],
+                                       lr=self.config.lr_critic, **adam),
+        }
+
+    def _require_nets(self) -> BCQNetworks:
+        if self.nets is None:
+            raise RuntimeError("BatchRLMTF has no networks yet: call fit() or BatchRLMTF.load() first")
+        return self.nets
+
+    # ------------------------------------------------------------------ building blocks
+    def _prior_latent(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+        """z ~ N(0, I) clipped to [-latent_clip, latent_clip], on the generator's device."""
+        z = torch.randn(shape, generator=generator, device=generator.device)
+        return z.clamp_(-self.config.latent_clip, self.config.latent_clip)
+
+    def _decode(self, obs: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        """D(s, z): obs (B, obs_dim), latent (B, k, latent) -> actions (B, k, A) in [-1, 1]."""
+        decoder = self.nets.vae_decoder
+        return torch.tanh(decoder.forward_embedded(decoder.embed_obs(obs), latent))
+
+    def _perturb(self, net: ObsConditionedMLP, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """clip(a + rho * tanh(P(s, a)), -1, 1): obs (B, obs_dim), actions (B, k, A) -> (B, k, A)."""
+        residual = self.config.rho * torch.tanh(net.forward_embedded(net.embed_obs(obs), actions))
+        return (actions + residual).clamp(-1.0, 1.0)
+
+    @staticmethod
+    def _q(critic: ObsConditionedMLP, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q(s, a_i): obs (B, obs_dim), actions (B, k, A) -> (B, k)."""
+        return critic.forward_embedded(critic.embed_obs(obs), actions).squeeze(2)
+
+    def _sample_batch(self) -> Batch:
+        idx = torch.randint(self._n_buffer, (self.config.batch_size,), generator=self.generator, device=self.device)
+        return Batch(*(self._buffer[key][idx] for key in ("obs", "action", "reward", "next_obs", "not_done")))
+
+    # ------------------------------------------------------------------ the four updates
+    def update_vae(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One Adam step on the conditional VAE; returns detached 0-dim tensors (no device sync)."""
+        cfg, nets = self.config, self.nets
+        latent = nets.latent_dim
+        stats = nets.vae_encoder(batch.obs, batch.action)  # (B, 2 * latent)
+        mean, log_std = stats[:, :latent], stats[:, latent:].clamp(cfg.vae_log_std_min, cfg.vae_log_std_max)
+        std = log_std.exp()
+        eps = torch.randn(mean.shape, generator=self.generator, device=self.device)
+        z = mean + std * eps  # reparameterised sample, (B, latent)
+        recon = torch.tanh(nets.vae_decoder(batch.obs, z))  # (B, A)
+        recon_loss = (recon - batch.action).pow(2).mean()
+        # KL(N(mean, std) || N(0, 1)), averaged over batch and latent dimensions like BCQ's code
+        kl = -0.5 * (1.0 + 2.0 * log_std - mean.pow(2) - std.pow(2)).mean()
+        loss = recon_loss + cfg.kl_weight * kl
+        opt = self.optimizers["vae"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"train/vae_loss": loss.detach(), "train/vae_recon_loss": recon_loss.detach(), "train/vae_kl": kl.detach()}
+
+    @torch.no_grad()
+    def target_value(self, next_obs: torch.Tensor) -> torch.Tensor:
+        """max_i min_j Q'_j(s', a'_i) over ``n_target_samples`` perturbed decoded actions: (B, obs_dim) -> (B, 1)."""
+        n = self.config.n_target_samples
+        latent = self._prior_latent((next_obs.shape[0], n, self.nets.latent_dim), self.generator)
+        actions = self._perturb(self.nets.perturbation_target, next_obs, self._decode(next_obs, latent))  # (B, n, A)
+        q = torch.minimum(self._q(self.nets.critic1_target, next_obs, actions),
+                          self._q(self.nets.critic2_target, next_obs, actions))  # (B, n)
+        return q.max(dim=1, keepdim=True).values  # (B, 1)
+
+    def update_critic(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One Adam step on the twin critics toward the clipped double-Q target."""
+        # y = r + gamma * not_done * max_i min_j Q'_j(s', a'_i); the bootstrap term is evaluated only
+        # for non-terminal rows (the same y: it is multiplied by 0 elsewhere), which skips about a
+        # quarter of the target work on session data (3.55 requests per session in the paper)
+        y = batch.reward.clone()  # (B, 1)
+        rows = batch.not_done[:, 0].nonzero()[:, 0]
+        if len(rows):
+            y[rows] += self.config.gamma * self.target_value(batch.next_obs[rows])
+        q1 = self.nets.critic1(batch.obs, batch.action)  # (B, 1)
+        q2 = self.nets.critic2(batch.obs, batch.action)
+        loss = (q1 - y).pow(2).mean() + (q2 - y).pow(2).mean()  # sum of the two critics' MSE (BCQ code)
+        opt = self.optimizers["critic"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        q1 = q1.detach()
+        return {"train/critic_loss": loss.detach(), "train/q_mean": q1.mean(), "train/q_std": q1.std(correction=0)}
+
+    def update_actor(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One Adam step on the perturbation net: maximise Q1(s, perturbed decoded action)."""
+        nets = self.nets
+        with torch.no_grad():  # the decoder is not trained by this loss
+            latent = self._prior_latent((batch.obs.shape[0], 1, nets.latent_dim), self.generator)
+            decoded = self._decode(batch.obs, latent)  # (B, 1, A)
+        actions = self._perturb(nets.perturbation, batch.obs, decoded)  # (B, 1, A)
+        nets.critic1.requires_grad_(False)  # gradients flow through Q1 to the action, not into its weights
+        try:
+            loss = -self._q(nets.critic1, batch.obs, actions).mean()
+            opt = self.optimizers["perturbation"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        finally:
+            nets.critic1.requires_grad_(True)
+        return {"train/actor_loss": loss.detach()}
+
+    @torch.no_grad()
+    def update_targets(self) -> dict[str, torch.Tensor]:
+        """Soft update of the target critics and target perturbation net by ``eta_t``."""
+        for target, online in self.nets.target_pairs():
+            for t, o in zip(target.parameters(), online.parameters()):
+                t.lerp_(o, self.config.eta_t)
+        return {}
+
+    def _train_step(self, step: int) -> dict[str, float]:
+        """One gradient step (fit_loop's ``update``); returns window means on logging steps only."""
+        batch = self._sample_batch()
+        metrics = {**self.update_vae(batch), **self.update_critic(batch), **self.update_actor(batch)}
+        if (step + 1) % self.config.target_update_every == 0:
+            metrics.update(self.update_targets())
+        self.step = step + 1
+        for key, value in metrics.items():
+            self._metric_sums[key] = self._metric_sums[key] + value if key in self._metric_sums else value
+        self._metric_count += 1
+        if self.step % self._log_every and self.step != self._n_steps:
+            return {}
+        out = {key: float(total) / self._metric_count for key, total in self._metric_sums.items()}
+        self._metric_sums, self._metric_count = {}, 0
+        return out
+
+    # ------------------------------------------------------------------ training
+    def fit(
+        self,
+        data: TransitionArrays,
+        n_steps: int | None = None,
+        *,
+        seed: int,
+        out_dir: str | Path | None = None,
+        resume: bool = False,
+        show_progress: bool = True,
+        log_every: int = 1000,
+        checkpoint_every: int = 10_000,
+    ) -> FitResult:
+        """Train for ``n_steps`` gradient steps (default ``config.n_steps``) from scratch or from a checkpoint.
+
+        Args:
+            data: logged transitions; the replay buffer is its last ``config.buffer_size`` rows.
+            n_steps: total gradient steps of the run (a resumed run continues up to it).
+            seed: all randomness of the run (weights, minibatches, latent noise, act's candidates).
+            out_dir: run directory for ``config.json``, ``metrics.csv`` and ``checkpoint.pt``
+                (written every ``checkpoint_every`` steps and at the end); ``None`` writes nothing.
+            resume: continue from ``out_dir/checkpoint.pt`` (bitwise the same result as an
+                uninterrupted run); starts from scratch when there is no checkpoint yet.
+                Refused (``ValueError``) when the seed, config, data or observation size differ.
+            show_progress: tqdm progress bar.
+            log_every: steps per metrics row (metrics are means over the window).
+
+        Without ``resume`` every call starts from freshly initialised networks.
+        """
+        n_steps = self.config.n_steps if n_steps is None else int(n_steps)
+        if n_steps < 1:
+            raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+        if log_every < 1 or checkpoint_every < 0:
+            raise ValueError(f"log_every must be >= 1 and checkpoint_every >= 0, got {log_every}, {checkpoint_every}")
+        if resume and out_dir is None:
+            raise ValueError("resume=True needs the out_dir holding the checkpoint")
+        out = Path(out_dir) if out_dir is not None else None
+        checkpoint_path = out / CHECKPOINT_NAME if out is not None else None
+        self.prepare(data, seed)
+        if resume and checkpoint_path.exists():
+            state = load_checkpoint(checkpoint_path)
+            self._check_resumable(state)
+            self._load_state(state, checkpoint_path, training=True)
+            if self.step > n_steps:
+                raise ValueError(f"checkpoint is at step {self.step}, beyond n_steps={n_steps}")
+        else:
+            resume = False
+        self._log_every, self._n_steps = int(log_every), n_steps
+
+        logger = None
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            self._write_config(out)
+            if resume:
+                _truncate_metrics(out / METRICS_NAME, self.step)
+            logger = MetricsLogger(out / METRICS_NAME, resume=resume)
+        try:
+            return fit_loop(
+                self._train_step,
+                n_steps,
+                start_step=self.step,
+                log_every=log_every,
+                logger=logger,
+                checkpoint=(lambda step: save_checkpoint(checkpoint_path, self._checkpoint_state())) if out else None,
+                checkpoint_every=checkpoint_every,
+                desc=ALGO_NAME,
+                show_progress=show_progress,
+            )
+        finally:
+            self._buffer = {}  # do not keep the dataset alive in a trained policy
+
+    def prepare(self, data: TransitionArrays, seed: int) -> "BatchRLMTF":
+        """Fresh networks, optimisers and random streams for ``seed``, and the replay buffer of ``data``
+        on the device, ready for :meth:`train_step` (``fit`` calls this; benchmarks call it directly)."""
+        if not isinstance(data, TransitionArrays):
+            raise ValueError(f"data must be a TransitionArrays, got {type(data).__name__}")
+        buffer = self._buffer_of(data)
+        self._build(data.obs_dim, data.action_dim, seed)
+        self._buffer = {k: v.to(self.device) for k, v in data_to_tensors(buffer).items()}
+        self._n_buffer = len(buffer)
+        self._fingerprint = _fingerprint(buffer)
+        self._metric_sums, self._metric_count = {}, 0
+        self._log_every, self._n_steps = 1, None
+        return self
+
+    def train_step(self) -> dict[str, float]:
+        """One gradient step on the prepared buffer (VAE, critics, actor, and targets every L steps)."""
+        if not self._buffer:
+            raise RuntimeError("no replay buffer: call prepare(data, seed) or fit() first")
+        return self._train_step(self.step)
+
+    def _buffer_of(self, data: TransitionArrays) -> TransitionArrays:
+        """The replay buffer: the last ``buffer_size`` transitions, validated."""
+        if len(data) < 1:
+            raise ValueError("data holds no transitions")
+        if data.action_dim < 1 or data.obs_dim < 1:
+            raise ValueError(f"data has obs_dim {data.obs_dim} and action_dim {data.action_dim}")
+        n = min(len(data), self.config.buffer_size)
+        buffer = TransitionArrays(*(getattr(data, f.name)[-n:] for f in dataclasses.fields(TransitionArrays)))
+        for name in ("observations", "actions", "rewards", "next_observations"):
+            if not np.all(np.isfinite(getattr(buffer, name))):
+                raise ValueError(f"data.{name} holds NaN or infinite values")
+        if np.abs(buffer.actions).max() > 1.0:
+            raise ValueError(
+                f"data.actions must lie in [-1, 1] (the decoder's tanh range), max |a| = {np.abs(buffer.actions).max()}"
+            )
+        return buffer
+
+    # ------------------------------------------------------------------ acting
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Greedy BCQ action: ``obs (B, obs_dim) float32 -> (B, A) float32`` in ``[-1, 1]``.
+
+        For each state, the ``n_action_samples`` fixed latent vectors are decoded and
+        perturbed, and the candidate with the highest ``Q1`` is returned; ``B * n`` rows go
+        through the networks in one pass per chunk of ``ACT_CHUNK_STATES`` states.
+        Deterministic: the same observation batch always gives the same actions.
+        """
+        self._require_nets()
+        obs = check_obs_batch(obs, self.obs_dim)
+        if not np.all(np.isfinite(obs)):
+            raise ValueError("observations hold NaN or infinite values")
+        n = self.config.n_action_samples
+        out = np.empty((obs.shape[0], self.action_dim), dtype=np.float32)
+        for start in range(0, obs.shape[0], ACT_CHUNK_STATES):
+            chunk = torch.as_tensor(obs[start : start + ACT_CHUNK_STATES], device=self.device)
+            b = chunk.shape[0]
+            latent = self._act_latent.expand(b, n, self.nets.latent_dim)  # same candidates' z for every state
+            candidates = self._perturb(self.nets.perturbation, chunk, self._decode(chunk, latent))  # (b, n, A)
+            best = self._q(self.nets.critic1, chunk, candidates).argmax(dim=1)  # (b,)
+            out[start : start + b] = candidates[torch.arange(b, device=self.device), best].cpu().numpy()
+        return out
+
+    # ------------------------------------------------------------------ state, save and load
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Flat ``{"<network>.<parameter>": tensor}`` of every network, targets included."""
+        return dict(self._require_nets().state_dict())
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "algo": ALGO_NAME,
+            "step": self.step,
+            "seed": self.seed,
+            "obs_dim": self.obs_dim,
+            "action_dim": self.action_dim,
+            "config": json.dumps(asdict(self.config), sort_keys=True),
+            "data_fingerprint": getattr(self, "_fingerprint", ""),
+            "nets": {k: v.detach().cpu() for k, v in self.nets.state_dict().items()},
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "generator": self.generator.get_state(),
+            "device_type": self.device.type,
+        }
+
+    def _check_resumable(self, state: dict[str, Any]) -> None:
+        own = {
+            "seed": self.seed, "obs_dim": self.obs_dim, "action_dim": self.action_dim,
+            "data_fingerprint": self._fingerprint, "device_type": self.device.type,
+        }
+        for key, value in own.items():
+            if state.get(key) != value:
+                raise ValueError(f"cannot resume: checkpoint has {key}={state.get(key)!r}, this run has {value!r}")
+        try:  # n_steps is only fit's default; the run length is fit's n_steps argument
+            saved = {k: v for k, v in json.loads(state["config"]).items() if k != "n_steps"}
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError("checkpoint has no readable 'config'") from None
+        current = {k: v for k, v in json.loads(json.dumps(asdict(self.config))).items() if k != "n_steps"}
+        if saved != current:
+            changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+            raise ValueError(f"cannot resume: the config differs from the checkpoint's in {changed}")
+
+    def _load_state(self, state: dict[str, Any], path: Path, training: bool) -> None:
+        """Load networks (and for ``training`` the optimisers, generator and step) from ``state``."""
+        for key in ("format", "step", "nets", "optimizers", "generator"):
+            if key not in state:
+                raise CheckpointError(f"{path} is not a BatchRL-MTF checkpoint (no '{key}')")
+        if state["format"] != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path} has format {state['format']!r}, expected {CHECKPOINT_FORMAT!r}")
+        if not isinstance(state["nets"], dict):
+            raise CheckpointError(f"{path}: 'nets' is not a state dict")
+        load_module_state(self.nets, state["nets"], f"{path} networks")
+        if not training:
+            return
+        try:
+            for name, opt in self.optimizers.items():
+                opt.load_state_dict(state["optimizers"][name])
+            self.generator.set_state(state["generator"])
+        except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+            raise CheckpointError(f"{path}: optimiser or generator state does not fit ({exc})") from None
+        self.step = int(state["step"])
+
+    def _write_config(self, run_dir: Path) -> None:
+        write_json(run_dir / CONFIG_NAME, {
+            "algo": ALGO_NAME,
+            "config": asdict(self.config),
+            "obs_dim": self.obs_dim,
+            "action_dim": self.action_dim,
+            "seed": self.seed,
+        })
+
+    def save(self, run_dir: str | Path) -> None:
+        """Write ``config.json`` and ``checkpoint.pt`` (complete training state) into ``run_dir``."""
+        self._require_nets()
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self._write_config(run_dir)
+        save_checkpoint(run_dir / CHECKPOINT_NAME, self._checkpoint_state())
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str | None = None) -> "BatchRLMTF":
+        """The agent saved in ``run_dir`` (by ``fit(out_dir=...)`` or ``save``), ready to ``act``.
+
+        ``device`` overrides the saved config's device. Raises :class:`CheckpointError` for a
+        missing, foreign, truncated, unsafe (pickled code is never executed) or mismatched file.
+        """
+        run_dir = Path(run_dir)
+        config_path = run_dir / CONFIG_NAME
+        try:
+            meta = json.loads(config_path.read_text())
+            if meta.get("algo") != ALGO_NAME:
+                raise CheckpointError(f"{config_path} is for algo {meta.get('algo')!r}, not {ALGO_NAME!r}")
+            values = dict(meta["config"])
+            if device is not None:
+                values["device"] = device
+            config = BatchRLMTFConfig.from_dict(values)
+            obs_dim, action_dim, seed = int(meta["obs_dim"]), int(meta["action_dim"]), int(meta["seed"])
+        except CheckpointError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{config_path} is not a BatchRL-MTF run config ({type(exc).__name__}: {exc})") from None
+        state = load_checkpoint(run_dir / CHECKPOINT_NAME)
+        agent = cls(config)
+        agent._build(obs_dim, action_dim, seed)
+        agent._load_state(state, run_dir / CHECKPOINT_NAME, training=False)
+        agent.step = int(state["step"])
+        return agent
