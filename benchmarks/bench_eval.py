@@ -1,0 +1,99 @@
+"""Throughput of the A/B platform's :func:`~benchmarks.ab.evaluate` with a torch MLP policy vs a static one.
+
+A trained agent's policy is a torch network; the platform calls it once per vector step
+for the whole batch of active users, so its cost is one batched forward pass per request
+wave. This benchmark builds a 2 x 256 ReLU MLP (``obs -> 256 -> 256 -> tanh 12``, seeded
+weights) and measures user-requests per second of ``evaluate`` with it and with the static
+``production`` policy, in the same process, on the same users and seed. The target is a
+ratio (MLP / static) of at least 0.5.
+
+Run: ``python -m benchmarks.bench_eval --users 8192 --days 1 --out results/bench_eval.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from agents.base import write_json
+from agents.nets import mlp
+from agents.policy import check_obs_batch
+from agents.static import StaticPolicy
+from mtf_env.config import SimConfig
+from mtf_env.core import Simulator
+from mtf_env.tasks import N_TASKS
+
+from .ab import DEFAULT_BLOCK_SIZE, evaluate
+
+
+class MLPPolicy:
+    """A batched torch policy: ``tanh(MLP(obs))``, ``(B, obs_dim) -> (B, 12)`` in [-1, 1]. Deterministic."""
+
+    stochastic = False
+
+    def __init__(self, obs_dim: int, hidden: Sequence[int] = (256, 256), seed: int = 0, name: str = "mlp"):
+        gen = torch.Generator().manual_seed(seed)
+        self.obs_dim = obs_dim
+        self.net = mlp(obs_dim, hidden, N_TASKS, generator=gen, output_activation=torch.nn.Tanh).eval()
+        self.name = name
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        obs = check_obs_batch(obs, self.obs_dim)
+        with torch.inference_mode():
+            return self.net(torch.from_numpy(np.ascontiguousarray(obs))).numpy()
+
+
+def run_bench(users: int = 8192, days: int = 1, seed: int = 0, config: SimConfig | None = None,
+              block_size: int = DEFAULT_BLOCK_SIZE, torch_threads: int = 1, show_progress: bool = False
+              ) -> dict[str, Any]:
+    """Measure ``evaluate`` throughput (user-requests/s) with the static production policy and the MLP policy.
+
+    A short warm-up run (numba compilation, torch start-up) precedes the timed runs. Returns
+    a JSON-ready dict with both throughputs, the ratio and the share of time spent in the policy.
+    """
+    torch.set_num_threads(torch_threads)
+    sim = Simulator(config if config is not None else SimConfig())
+    policies = {"static": StaticPolicy.preset("production"), "mlp": MLPPolicy(sim.obs_dim, seed=seed)}
+    for policy in policies.values():  # warm-up
+        evaluate(policy, min(users, 256), 1, seed + 1, show_progress=False, sim=sim)
+    out: dict[str, Any] = {"users": users, "days": days, "seed": seed, "block_size": block_size,
+                           "torch_threads": torch_threads, "config": sim.config.to_json(), "runs": {}}
+    for name, policy in policies.items():
+        t0 = time.perf_counter()
+        res = evaluate(policy, users, days, seed, block_size=block_size, show_progress=show_progress, sim=sim)
+        out["runs"][name] = {"requests": int(res.requests.sum()), "wall_s": res.wall_s,
+                             "requests_per_s": res.requests_per_s, "policy_s": res.policy_s,
+                             "policy_calls": res.policy_calls, "policy_share": res.policy_s / res.wall_s,
+                             "total_s": time.perf_counter() - t0}
+    out["mlp_over_static"] = out["runs"]["mlp"]["requests_per_s"] / out["runs"]["static"]["requests_per_s"]
+    out["target_met"] = bool(out["mlp_over_static"] >= 0.5)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--users", type=int, default=8192)
+    p.add_argument("--days", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_SIZE)
+    p.add_argument("--torch-threads", type=int, default=1)
+    p.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
+    args = p.parse_args(argv)
+    report = run_bench(args.users, args.days, args.seed, block_size=args.block_size,
+                       torch_threads=args.torch_threads, show_progress=True)
+    for name, run in report["runs"].items():
+        print(f"{name:7s} {run['requests_per_s']:>12,.0f} user-requests/s  ({run['requests']:,} requests in "
+              f"{run['wall_s']:.2f} s, policy {100 * run['policy_share']:.1f}% of the time)")
+    print(f"mlp / static = {report['mlp_over_static']:.3f} (target >= 0.5: {'met' if report['target_met'] else 'NOT met'})")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        write_json(args.out, report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

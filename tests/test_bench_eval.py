@@ -1,0 +1,25 @@
+"""Tiny smoke run of the evaluation throughput benchmark (torch MLP policy vs static)."""
+import numpy as np
+import pytest
+
+from benchmarks.bench_eval import MLPPolicy, run_bench
+from mtf_env.config import SimConfig
+
+
+def test_mlp_policy_is_batched_and_bounded():
+    policy = MLPPolicy(obs_dim=10, seed=0)
+    obs = np.random.default_rng(0).standard_normal((7, 10)).astype(np.float32)
+    act = policy.act(obs)
+    assert act.shape == (7, 12) and act.dtype == np.float32 and np.all(np.abs(act) <= 1)
+    assert np.array_equal(act, MLPPolicy(obs_dim=10, seed=0).act(obs))
+    with pytest.raises(ValueError, match="features"):
+        policy.act(np.zeros((3, 9), np.float32))
+
+
+@pytest.mark.benchmark
+def test_bench_eval_smoke():
+    report = run_bench(users=96, days=1, seed=0, config=SimConfig(n_users=3000, n_items=4000), block_size=64)
+    runs = report["runs"]
+    assert runs["static"]["requests_per_s"] > 0 and runs["mlp"]["requests_per_s"] > 0
+    assert runs["static"]["requests"] > 96 and 0 < runs["mlp"]["policy_share"] < 1
+    assert report["mlp_over_static"] > 0
