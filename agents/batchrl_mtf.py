@@ -252,6 +252,7 @@ class BatchRLMTF:
         self.step = 0
         self.nets: BCQNetworks | None = None
         self._buffer: dict[str, torch.Tensor] = {}
+        self._workspace: dict[str, list[torch.Tensor]] | None = None
         self._metric_sums: dict[str, torch.Tensor] = {}
         self._metric_count = 0
         self._log_every, self._n_steps = 1, None
@@ -269,6 +270,7 @@ class BatchRLMTF:
         act_gen = torch.Generator().manual_seed(_seed_from(act_seq))
         n, latent = self.config.n_action_samples, self.nets.latent_dim
         self._act_latent = self._prior_latent((n, latent), act_gen).to(self.device)  # (n, latent)
+        self._workspace = None
         adam = dict(fused=True) if self.device.type in ("cpu", "cuda") else {}
         vae_params = [*self.nets.vae_encoder.parameters(), *self.nets.vae_decoder.parameters()]
         self.optimizers = {
@@ -290,20 +292,22 @@ class BatchRLMTF:
         z = torch.randn(shape, generator=generator, device=generator.device)
         return z.clamp_(-self.config.latent_clip, self.config.latent_clip)
 
-    def _decode(self, obs: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+    def _decode(self, obs: torch.Tensor, latent: torch.Tensor, workspace: list | None = None) -> torch.Tensor:
         """D(s, z): obs (B, obs_dim), latent (B, k, latent) -> actions (B, k, A) in [-1, 1]."""
         decoder = self.nets.vae_decoder
-        return torch.tanh(decoder.forward_embedded(decoder.embed_obs(obs), latent))
+        return torch.tanh(decoder.forward_embedded(decoder.embed_obs(obs), latent, workspace))
 
-    def _perturb(self, net: ObsConditionedMLP, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def _perturb(self, net: ObsConditionedMLP, obs: torch.Tensor, actions: torch.Tensor,
+                 workspace: list | None = None) -> torch.Tensor:
         """clip(a + rho * tanh(P(s, a)), -1, 1): obs (B, obs_dim), actions (B, k, A) -> (B, k, A)."""
-        residual = self.config.rho * torch.tanh(net.forward_embedded(net.embed_obs(obs), actions))
+        residual = self.config.rho * torch.tanh(net.forward_embedded(net.embed_obs(obs), actions, workspace))
         return (actions + residual).clamp(-1.0, 1.0)
 
     @staticmethod
-    def _q(critic: ObsConditionedMLP, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def _q(critic: ObsConditionedMLP, obs: torch.Tensor, actions: torch.Tensor,
+           workspace: list | None = None) -> torch.Tensor:
         """Q(s, a_i): obs (B, obs_dim), actions (B, k, A) -> (B, k)."""
-        return critic.forward_embedded(critic.embed_obs(obs), actions).squeeze(2)
+        return critic.forward_embedded(critic.embed_obs(obs), actions, workspace).squeeze(2)
 
     def _sample_batch(self) -> Batch:
         idx = torch.randint(self._n_buffer, (self.config.batch_size,), generator=self.generator, device=self.device)
@@ -333,12 +337,25 @@ class BatchRLMTF:
     @torch.no_grad()
     def target_value(self, next_obs: torch.Tensor) -> torch.Tensor:
         """max_i min_j Q'_j(s', a'_i) over ``n_target_samples`` perturbed decoded actions: (B, obs_dim) -> (B, 1)."""
-        n = self.config.n_target_samples
-        latent = self._prior_latent((next_obs.shape[0], n, self.nets.latent_dim), self.generator)
-        actions = self._perturb(self.nets.perturbation_target, next_obs, self._decode(next_obs, latent))  # (B, n, A)
-        q = torch.minimum(self._q(self.nets.critic1_target, next_obs, actions),
-                          self._q(self.nets.critic2_target, next_obs, actions))  # (B, n)
+        nets, n, ws = self.nets, self.config.n_target_samples, self._target_workspace()
+        latent = self._prior_latent((next_obs.shape[0], n, nets.latent_dim), self.generator)
+        decoded = self._decode(next_obs, latent, ws["decoder"])
+        actions = self._perturb(nets.perturbation_target, next_obs, decoded, ws["perturbation"])  # (B, n, A)
+        q = torch.minimum(self._q(nets.critic1_target, next_obs, actions, ws["critic1"]),
+                          self._q(nets.critic2_target, next_obs, actions, ws["critic2"]))  # (B, n)
         return q.max(dim=1, keepdim=True).values  # (B, 1)
+
+    def _target_workspace(self) -> dict[str, list[torch.Tensor]]:
+        """Activation memory of :meth:`target_value`, allocated once (batch_size * n_target_samples rows)."""
+        if self._workspace is None:
+            rows, nets = self.config.batch_size * self.config.n_target_samples, self.nets
+            self._workspace = {
+                "decoder": nets.vae_decoder.workspace(rows, self.device),
+                "perturbation": nets.perturbation_target.workspace(rows, self.device),
+                "critic1": nets.critic1_target.workspace(rows, self.device),
+                "critic2": nets.critic2_target.workspace(rows, self.device),
+            }
+        return self._workspace
 
     def update_critic(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One Adam step on the twin critics toward the clipped double-Q target."""
@@ -470,7 +487,7 @@ class BatchRLMTF:
                 show_progress=show_progress,
             )
         finally:
-            self._buffer = {}  # do not keep the dataset alive in a trained policy
+            self._buffer, self._workspace = {}, None  # a trained policy keeps neither the data nor the workspace
 
     def prepare(self, data: TransitionArrays, seed: int) -> "BatchRLMTF":
         """Fresh networks, optimisers and random streams for ``seed``, and the replay buffer of ``data``

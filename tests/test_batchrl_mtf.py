@@ -14,6 +14,7 @@ import torch
 
 from agents.base import CheckpointError
 from agents.batchrl_mtf import ALGO_NAME, BatchRLMTF, BatchRLMTFConfig
+from agents.nets import ObsConditionedMLP, mlp
 from mtf_env.transitions import TransitionArrays
 from tests.agent_contract import check_agent_contract
 
@@ -207,6 +208,27 @@ def test_act_rows_are_independent_of_the_batch(data):
     obs = data.observations[:300]  # more than one act chunk of 256 states
     np.testing.assert_allclose(agent.act(obs)[:3], agent.act(obs[:3]), atol=1e-6)
     np.testing.assert_allclose(agent.act(obs)[280:], agent.act(obs[280:]), atol=1e-6)
+
+
+def test_obs_conditioned_mlp_is_an_mlp_over_the_concatenation():
+    gen = torch.Generator().manual_seed(0)
+    net = ObsConditionedMLP(obs_dim=5, in_dim=3, hidden=(7, 6), out_dim=2, generator=gen)
+    plain = mlp(8, (7, 6), 2)
+    with torch.no_grad():
+        plain[0].weight.copy_(torch.cat([net.obs_layer.weight, net.input_layer.weight], dim=1))
+        plain[0].bias.copy_(net.obs_layer.bias)
+        for dst, src in zip(plain[2::2], net.layers):
+            dst.load_state_dict(src.state_dict())
+    obs, x = torch.randn(4, 5), torch.randn(4, 3, 3)  # 4 states, 3 inputs each
+    want = plain(torch.cat([obs[:, None].expand(4, 3, 5), x], dim=2))  # (4, 3, 2)
+    torch.testing.assert_close(net.forward_embedded(net.embed_obs(obs), x), want)
+    torch.testing.assert_close(net(obs, x[:, 0]), want[:, 0])
+    with torch.no_grad():
+        workspace = net.workspace(max_rows=20)
+        torch.testing.assert_close(net.forward_embedded(net.embed_obs(obs), x, workspace), want)
+        torch.testing.assert_close(net.forward_embedded(net.embed_obs(obs), x[:, :1], workspace), want[:, :1])
+    same = ObsConditionedMLP(5, 3, (7, 6), 2, generator=torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), same.state_dict().values()))
 
 
 def test_replay_buffer_is_the_most_recent_transitions(data):
