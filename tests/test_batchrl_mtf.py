@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import io
 import json
-import os
 import zipfile
 
 import numpy as np
