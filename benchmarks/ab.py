@@ -46,8 +46,7 @@ for their n-th request of the day in every arm, whatever the other users do, wha
 block size, and whichever rows are active: an A/A test gives exactly zero lift, and two
 runs with the same seed are identical. The return decision after a session uses one more
 number of the same stream. (The generator is SplitMix64 seeded per request by a hash of
-the key; ``Simulator.step`` receives the prepared numbers through a tiny adapter that
-answers its two fixed-shape ``rng.random`` calls.)
+the key; ``Simulator.step`` takes the prepared numbers through its ``uniforms`` argument.)
 
 Metrics (per user, summed over days; standard errors are over users)
 ---------------------------------------------------------------------
@@ -158,24 +157,6 @@ def stream_key(seed: int, tag: int) -> np.uint64:
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     return np.random.SeedSequence([int(seed), int(tag)]).generate_state(1, dtype=np.uint64)[0]
-
-
-class _PreparedUniforms:
-    """Stands in for the generator of ``Simulator.step``: answers its ``random((B, K))`` and
-    ``random((B, L, M))`` calls, in that order, with prepared arrays."""
-
-    def __init__(self, *arrays: np.ndarray):
-        self._arrays = list(arrays)
-
-    def random(self, size) -> np.ndarray:
-        if not self._arrays:
-            raise RuntimeError("Simulator.step drew more uniform blocks than the A/B platform prepared "
-                               "(the core's draw order changed; update benchmarks/ab.py)")
-        out = self._arrays.pop(0)
-        if out.shape != tuple(np.atleast_1d(size)):
-            raise RuntimeError(f"Simulator.step drew uniforms of shape {tuple(np.atleast_1d(size))}, the A/B "
-                               f"platform prepared {out.shape} (the core's draw order changed)")
-        return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -482,7 +463,7 @@ def _simulate_day(sim: Simulator, policy, user_ids: np.ndarray, slots: np.ndarra
         u_cand, u_resp, u_return = u_cand_buf[:n_rows], u_resp_buf[:n_rows], u_return_buf[:n_rows]
         gslots = slots[local[rows]]
         _fill_uniforms(key, gslots, rows, day, step, u_cand, u_resp, u_return)
-        res = sim.step(state, actions, _PreparedUniforms(u_cand, u_resp), active=active)
+        res = sim.step(state, actions, None, active=active, uniforms=(u_cand, u_resp))
         # -- accumulate the active rows' feedback at their slots
         at = gslots
         fb = res.request_feedback[rows].astype(np.float64)

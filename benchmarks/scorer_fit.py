@@ -20,6 +20,9 @@ def fit_scorer(n_train: int, n_test: int, seed: int, out: Path, report_path: Pat
     Writes the weights to ``out`` (.npz plus .json sidecar) and the report (per-task AUC and
     calibration on the test impressions, training history) to ``report_path``.
     """
+    import torch
+
+    torch.set_num_threads(1)  # the PLE's matrices are small: one thread is faster than two fighting
     t0 = time.perf_counter()
     train = sample_impressions(config, n_train, seed)
     model, history = train_scorer(train["user_features"], train["item_features"], train["labels"], ple, seed=seed,

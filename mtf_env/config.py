@@ -25,33 +25,35 @@ class ResponseParams:
 
     skip_bias: float = 0.75
     """Hook logit offset: P(skip) = sigmoid(-(skip_bias + hook))."""
-    watch_bias: float = -0.6
+    watch_bias: float = -1.4
     """Offset of the watch-fraction logit."""
     watch_noise: float = 0.9
     """Scale of the logistic noise on the watch-fraction logit."""
     finish_threshold: float = 0.8
     """A watch fraction above this counts as a finish (play time = full duration)."""
-    length_penalty: float = 0.35
+    length_penalty: float = 0.6
     """Penalty per squared log-ratio of video duration to the user's preferred length."""
     clickbait_hook: float = 1.6
     """How much clickbait lowers the skip rate (times the user's susceptibility)."""
-    clickbait_disappointment: float = 1.2
-    """How much clickbait lowers the watch fraction and the satisfaction it brings."""
-    interaction_bias: tuple[float, ...] = (-5.2, -8.3, -7.3, -8.2, -6.5, -4.8)
+    clickbait_disappointment: float = 2.0
+    """How much clickbait lowers the true utility of a video (and so satisfaction)."""
+    clickbait_pull: float = 2.0
+    """How much clickbait raises the watch fraction now (times the user's susceptibility): the myopic trap."""
+    interaction_bias: tuple[float, ...] = (-5.45, -8.5, -7.55, -8.4, -6.75, -5.1)
     """Logit base of like, share, comment, follow, collect, profile visit on a non-skipped play."""
-    hate_bias: float = -9.3
+    hate_bias: float = -10.5
     """Logit base of "not interested"."""
     exit_bias: float = -3.9
     """Logit base of the per-video exit hazard."""
-    exit_fatigue: float = 0.9
+    exit_fatigue: float = 1.0
     """Exit logit per unit of fatigue."""
-    exit_satisfaction: float = 0.8
+    exit_satisfaction: float = 1.5
     """Exit logit decrease per unit of satisfaction."""
     exit_after_skip: float = 0.35
     """Extra exit logit after a skipped video."""
     exit_after_hate: float = 2.0
     """Extra exit logit after a "not interested"."""
-    fatigue_per_minute: float = 0.12
+    fatigue_per_minute: float = 0.15
     """Fatigue added per minute of play time."""
     satisfaction_decay: float = 0.7
     """Satisfaction kept per request (the rest is replaced by the page's mean utility)."""

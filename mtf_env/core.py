@@ -221,8 +221,9 @@ class Simulator:
                        state.retrieval_lut, state.obs, self._layout_starts[0], self._layout_starts[2])
 
     # ------------------------------------------------------------------ request
-    def step(self, state: SessionState, action: np.ndarray, rng: np.random.Generator,
-             active: np.ndarray | None = None) -> StepResult:
+    def step(self, state: SessionState, action: np.ndarray, rng: np.random.Generator | None,
+             active: np.ndarray | None = None,
+             uniforms: tuple[np.ndarray, np.ndarray] | None = None) -> StepResult:
         """Serve one request to every session in ``state`` (in place).
 
         action: (B, 12) float32 in [-1, 1] (validated by the caller, see ``fusion.validate_action``).
@@ -230,11 +231,19 @@ class Simulator:
         reward and flags (items -1). Always draws (B, K) then (B, L, 12) uniforms from ``rng``
         whatever ``active`` is, so row b's randomness at its n-th draw is the same whichever rows
         are active (common random numbers across policies whose sessions end at different times).
+        uniforms: optional prepared ``(u_cand (B, K), u_resp (B, L, 12))`` in [0, 1) used instead
+        of drawing from ``rng`` (pass ``rng=None``), for callers with their own random streams.
         """
         cfg = self.config
         b, page = len(state.user_id), cfg.page_size
-        u_cand = rng.random((b, cfg.n_candidates))
-        u_resp = rng.random((b, page, K.N_UNIFORMS))
+        if uniforms is None:
+            u_cand = rng.random((b, cfg.n_candidates))
+            u_resp = rng.random((b, page, K.N_UNIFORMS))
+        else:
+            u_cand, u_resp = uniforms
+            if u_cand.shape != (b, cfg.n_candidates) or u_resp.shape != (b, page, K.N_UNIFORMS):
+                raise ValueError(f"prepared uniforms must have shapes {(b, cfg.n_candidates)} and "
+                                 f"{(b, page, K.N_UNIFORMS)}, got {u_cand.shape} and {u_resp.shape}")
         items = np.empty((b, page), np.int64)
         feedback = np.empty((b, page, N_TASKS), np.float32)
         watched = np.empty((b, page), np.bool_)

@@ -12,8 +12,15 @@ from __future__ import annotations
 
 import math
 
+import os
+
 import numba as nb
 import numpy as np
+
+# GNU OpenMP (numba's default layer where it is installed) aborts a process that forks after
+# using it (gymnasium's AsyncVectorEnv forks workers); "forksafe" picks a fork-safe layer.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    nb.config.THREADING_LAYER = "forksafe"
 
 # hidden user traits, (B, N_TRAITS)
 TR_PATIENCE, TR_PREF_LOG_LEN, TR_INTERACTIVITY, TR_CLICKBAIT_SUSC, TR_BOREDOM, TR_EXIT_BASE, TR_RETURN_BASE = range(7)
@@ -25,11 +32,12 @@ N_DYN = 7
 IT_QUALITY, IT_CLICKBAIT, IT_LOG_LEN, IT_DURATION, IT_APPEAL, IT_TOPIC = range(6)
 N_ITEM_ATTR = 6
 # response parameters, (N_PARAMS,) in ResponseParams field order
-(PA_SKIP_BIAS, PA_WATCH_BIAS, PA_WATCH_NOISE, PA_FINISH_THR, PA_LENGTH_PEN, PA_CB_HOOK, PA_CB_DISAPPOINT) = range(7)
-PA_INTERACT = 7  # six interaction biases: like, share, comment, follow, collect, profile_visit
+(PA_SKIP_BIAS, PA_WATCH_BIAS, PA_WATCH_NOISE, PA_FINISH_THR, PA_LENGTH_PEN, PA_CB_HOOK, PA_CB_DISAPPOINT,
+ PA_CB_PULL) = range(8)
+PA_INTERACT = 8  # six interaction biases: like, share, comment, follow, collect, profile_visit
 (PA_HATE_BIAS, PA_EXIT_BIAS, PA_EXIT_FATIGUE, PA_EXIT_SAT, PA_EXIT_SKIP, PA_EXIT_HATE, PA_FATIGUE_PER_MIN,
- PA_SAT_DECAY, PA_SATURATION_GAIN, PA_SATURATION_DECAY) = range(13, 23)
-N_PARAMS = 26  # + return_bias, return_satisfaction, return_fatigue (used by the day model in numpy)
+ PA_SAT_DECAY, PA_SATURATION_GAIN, PA_SATURATION_DECAY) = range(14, 24)
+N_PARAMS = 27  # + return_bias, return_satisfaction, return_fatigue (used by the day model in numpy)
 N_UNIFORMS = 12   # uniforms per shown video
 N_TASKS = 12
 F_PLAY, F_FINISH, F_LONG, F_SKIP, F_LIKE = 0, 1, 2, 3, 4
@@ -63,7 +71,7 @@ def respond_one(m, item_attr, traits, satisfaction, fatigue, p, u, out):
     skip = u[0] < _sig(-hook)
     u1 = min(max(u[1], 1e-6), 1.0 - 1e-6)
     d_len = item_attr[IT_LOG_LEN] - traits[TR_PREF_LOG_LEN]
-    z = (p[PA_WATCH_BIAS] + 0.8 * m + 0.7 * q + traits[TR_PATIENCE] - p[PA_CB_DISAPPOINT] * cb
+    z = (p[PA_WATCH_BIAS] + 0.8 * m + 0.7 * q + traits[TR_PATIENCE] + p[PA_CB_PULL] * traits[TR_CLICKBAIT_SUSC] * cb
          - p[PA_LENGTH_PEN] * d_len * d_len + state_term - 0.1 * fatigue + p[PA_WATCH_NOISE] * math.log(u1 / (1.0 - u1)))
     frac = _sig(z)
     finish = (not skip) and frac > p[PA_FINISH_THR]

@@ -16,7 +16,7 @@ import numpy as np
 from .tasks import N_TASKS, POSITIVE_INTERACTIONS, TASK_INDEX, TASK_NAMES
 
 _DEFAULT = {
-    "play_time": 0.01,   # per second: 1 minute of play ~ 0.6
+    "play_time": 0.002,  # per second: 1 minute of play ~ 0.12, about one like
     "finish": 0.2,
     "long_view": 0.1,
     "skip": -0.05,

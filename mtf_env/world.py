@@ -171,8 +171,8 @@ def make_population(config: SimConfig, rng: np.random.Generator) -> Population:
     interest = seg_prior[seg] + region_prior[profile[:, 2]] + rng.normal(0.0, 0.6, size=(u, t)) - 0.3
     patience = 0.25 * (activity - 1.0) + 0.1 * (age - 1.5) + rng.normal(0.0, 0.35, u)
     # younger users prefer shorter videos
-    pref_log_len = LOG_LEN_MEAN + 0.3 * (age - 1.5) + rng.normal(0.0, 0.35, u)
-    interactivity = -0.25 * (age - 1.5) + 0.2 * (gender - 0.5) + 0.2 * (activity - 1.0) + rng.normal(0.0, 0.4, u)
+    pref_log_len = LOG_LEN_MEAN + 0.5 * (age - 1.5) + rng.normal(0.0, 0.3, u)
+    interactivity = -0.45 * (age - 1.5) + 0.2 * (gender - 0.5) + 0.2 * (activity - 1.0) + rng.normal(0.0, 0.4, u)
     clickbait_susc = _sigmoid(-0.6 + 0.8 * device - 0.3 * (age - 1.5) + rng.normal(0.0, 0.6, u))
     boredom = np.exp(0.15 * (1.5 - age) + rng.normal(0.0, 0.3, u))
     exit_base = -0.3 * (activity - 1.0) + 0.1 * (region - 1.0) + rng.normal(0.0, 0.3, u)
