@@ -8,7 +8,9 @@ best per segment, myopic best) are made on the *selection* half and judged on th
 
 1. Fusion weights matter: session-return gap between the best and worst named preset.
 2. Personalisation pays: best weights per age-bucket segment vs the single best weights.
-3. Greedy is not optimal: weights chosen for the first request's reward vs for the session return.
+3. Greedy is not optimal: weights chosen for the first request's reward vs for the session return:
+   the myopic choice's gain on the first request, its loss on the rest of the session, and
+   the net difference in session return.
 6. Stickiness vs activeness: weights best for the ``time`` reward vs best for ``interaction``:
    play time per session and positive interactions per play.
 Every effect is reported with its standard error and z = effect / SE.
@@ -152,6 +154,8 @@ def diagnose(config: SimConfig = SimConfig(), n_sessions: int = 40_000, n_random
            "requests_per_session": {"myopic": mean_se(ev[myopic].requests),
                                     "long_horizon": mean_se(ev[long_horizon].requests)},
            "loss_of_myopic": paired(ret(ev[long_horizon]), ret(ev[myopic])),
+           "later_reward_loss_of_myopic": paired(ret(ev[long_horizon]) - ev[long_horizon].immediate(w["default"]),
+                                                 ret(ev[myopic]) - ev[myopic].immediate(w["default"])),
            "immediate_gain_of_myopic": paired(ev[myopic].immediate(w["default"]),
                                               ev[long_horizon].immediate(w["default"]))}
 
@@ -250,6 +254,6 @@ def _run(args: argparse.Namespace) -> None:
     for key in ("phenomenon_1_fusion_weights_matter", "phenomenon_2_personalisation_pays",
                 "phenomenon_3_greedy_not_optimal", "phenomenon_6_stickiness_vs_activeness"):
         ph = r[key]
-        eff = ph.get("gap") or ph.get("gain") or ph.get("loss_of_myopic") or ph.get("play_time_gap")
+        eff = ph.get("gap") or ph.get("gain") or ph.get("later_reward_loss_of_myopic") or ph.get("play_time_gap")
         print(f"{key}: effect {eff['effect']:.3f} +- {eff['se']:.3f} (z = {eff['z']:.1f})")
     print(f"-> {args.out}/diagnose.json, {args.out}/diagnose.png")

@@ -35,19 +35,19 @@ class ResponseParams:
     """Penalty per squared log-ratio of video duration to the user's preferred length."""
     clickbait_hook: float = 1.6
     """How much clickbait lowers the skip rate (times the user's susceptibility)."""
-    clickbait_disappointment: float = 2.0
+    clickbait_disappointment: float = 3.0
     """How much clickbait lowers the true utility of a video (and so satisfaction)."""
-    clickbait_pull: float = 2.0
+    clickbait_pull: float = 3.0
     """How much clickbait raises the watch fraction now (times the user's susceptibility): the myopic trap."""
     interaction_bias: tuple[float, ...] = (-5.45, -8.5, -7.55, -8.4, -6.75, -5.1)
     """Logit base of like, share, comment, follow, collect, profile visit on a non-skipped play."""
     hate_bias: float = -10.5
     """Logit base of "not interested"."""
-    exit_bias: float = -3.9
+    exit_bias: float = -3.8
     """Logit base of the per-video exit hazard."""
     exit_fatigue: float = 1.0
     """Exit logit per unit of fatigue."""
-    exit_satisfaction: float = 1.5
+    exit_satisfaction: float = 2.5
     """Exit logit decrease per unit of satisfaction."""
     exit_after_skip: float = 0.35
     """Extra exit logit after a skipped video."""
