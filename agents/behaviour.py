@@ -63,8 +63,8 @@ class GaussianBehaviour:
 
     stochastic = True
 
-    def __init__(self, name: str, mean: np.ndarray | Policy, std: float | np.ndarray, seed: int | np.random.SeedSequence,
-                 spec: str | None = None):
+    def __init__(self, name: str, mean: np.ndarray | Policy, std: float | np.ndarray,
+                 seed: int | np.random.SeedSequence, spec: str | None = None):
         self.name = name
         self.spec = spec or name
         self.group_names: tuple[str, ...] = (name,)

@@ -111,16 +111,19 @@ def _run_collect(args: argparse.Namespace) -> None:
     manifest = json.loads((path / "manifest.json").read_text())
     n_req = manifest["counts"]["requests"]
     size = sum(f["bytes"] for f in manifest["files"])
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak_mb, cpu_s = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
     print(f"{path}: {collect.n_sessions} sessions, {n_req} requests ({n_req / collect.n_sessions:.3f} per session), "
           f"{size / 1e6:.1f} MB in {len(manifest['files'])} files; {wall:.1f} s "
-          f"({collect.n_sessions / wall:,.0f} sessions/s, {n_req / wall:,.0f} requests/s), peak RSS {peak_mb:,.0f} MB")
+          f"({collect.n_sessions / wall:,.0f} sessions/s, {n_req / wall:,.0f} requests/s), peak RSS {peak_mb:,.0f} MB, "
+          f"process CPU {cpu_s:.1f} s (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     print("seconds: " + ", ".join(f"{k[:-2]} {v:.1f}" for k, v in timings.items())
           + " (write runs in a background thread, overlapping the rest)")
     # a run log next to the data (not part of the manifest: timings differ between identical runs)
     write_json(path / COLLECT_LOG, {
         "collect": dataclasses.asdict(collect), "sim_overrides": _parse_sim_overrides(args.sim),
-        "wall_s": wall, "timings_s": timings, "peak_rss_mb": peak_mb, "sessions_per_s": collect.n_sessions / wall,
+        "wall_s": wall, "timings_s": timings, "peak_rss_mb": peak_mb, "process_cpu_s": cpu_s,
+        "sessions_per_s": collect.n_sessions / wall,
         "requests_per_s": n_req / wall, "bytes": size, "cpu_count": os.cpu_count(),
         "load_average_at_end": list(os.getloadavg()), "python": platform.python_version(),
     })
@@ -228,7 +231,7 @@ def action_figure(ds, path: Path, seed: int = 0) -> Path:
 
 
 def inspect_dataset(path: Path, out: Path | None = None, split: str = "all", verify: bool = True) -> dict[str, Any]:
-    """Load ``path``, write ``stats.json`` and ``actions.png`` into ``out`` (default PATH/inspect); returns the stats."""
+    """Load ``path``; write ``stats.json`` and ``actions.png`` into ``out`` (default PATH/inspect); return the stats."""
     ds = load_dataset(path, split=split, verify_checksums=verify, validate="structure")
     out = Path(out) if out is not None else Path(path) / "inspect"
     stats = dataset_statistics(ds)
@@ -293,8 +296,8 @@ def write_card(path: Path, stats: dict[str, Any], name: str, cards_dir: Path) ->
         f"Reproduce: `{card['command']}` (writes `datasets/{name}`; the same code gives the same SHA-256 per file, "
         f"listed in `{name}.json`).", "",
         "| field | value |", "|---|---|",
-        f"| behaviour policy | `{manifest['collection']['policy']}` (groups: {', '.join(manifest['collection']['groups'])}; "
-        f"{manifest['collection']['group_rule']}) |",
+        f"| behaviour policy | `{manifest['collection']['policy']}` (groups: "
+        f"{', '.join(manifest['collection']['groups'])}; {manifest['collection']['group_rule']}) |",
         f"| seed / batch size / days | {preset.collect.seed} / {preset.collect.batch_size} / {preset.collect.n_days} |",
         f"| simulator | default `SimConfig`{' + ' + json.dumps(preset.sim) if preset.sim else ''} |",
         f"| sessions / requests | {c['sessions']:,} / {c['requests']:,} |",
@@ -306,9 +309,9 @@ def write_card(path: Path, stats: dict[str, Any], name: str, cards_dir: Path) ->
         f"| code | {manifest['created_by'].get('version')} @ {manifest['created_by'].get('git_commit')} |",
     ]
     if run:
-        lines.append(f"| collection run | {run['wall_s']:.1f} s wall ({run['requests_per_s']:,.0f} requests/s), peak RSS "
-                     f"{run['peak_rss_mb']:,.0f} MB, {run['cpu_count']} CPUs, load average at end "
-                     f"{run['load_average_at_end'][0]:.1f} |")
+        lines.append(f"| collection run | {run['wall_s']:.1f} s wall ({run['requests_per_s']:,.0f} requests/s), "
+                     f"peak RSS {run['peak_rss_mb']:,.0f} MB, process CPU {run.get('process_cpu_s', float('nan')):.0f} s, "
+                     f"{run['cpu_count']} CPUs, load average at end {run['load_average_at_end'][0]:.1f} (other jobs) |")
     lines += ["", "Rewards (relabelled from the logged feedback):", "",
               "| reward preset | mean reward per request | std | mean session return |", "|---|---|---|---|"]
     for preset_name, row in stats["rewards"].items():

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from .config import SimConfig, make_config
 from .dataset_collect import DATASET_PRESETS, CollectConfig, DatasetPreset, collect_dataset
-from .dataset_io import (SCHEMA_VERSION, DatasetError, column_to_numpy, read_manifest,
+from .dataset_io import (SCHEMA_VERSION, DatasetError, column_to_numpy, numpy_dtype, read_manifest,
                          request_schema, session_schema, sha256_file, unpack_video_feedback)
 from .fusion import action_to_alpha
 from .rewards import reward_weights
@@ -39,6 +39,8 @@ __all__ = [
 ]
 
 SPLITS = ("train", "test", "all")
+#: Rows (evenly spaced) on which load_dataset checks fusion_weights == action_to_alpha(action).
+_FUSION_CHECK_ROWS = 100_000
 #: Columns whose values must be finite.
 _FLOAT_COLUMNS = ("observation", "action", "fusion_weights", "behaviour_log_prob", "reward", "request_feedback",
                   "video_play_time_s")
@@ -142,30 +144,35 @@ class Dataset:
         return self._sessions[name]
 
     # ------------------------------------------------------------------ request columns
-    def column(self, name: str) -> np.ndarray:
-        """A request column (``REQUEST_COLUMNS``) for the split's rows, validated on first read (cached)."""
-        if name not in self._cache:
-            schema = request_schema(self.obs_dim, self.page_size)
-            if name not in schema.names:
-                raise KeyError(f"no request column {name!r}; columns: {schema.names}")
-            values = self._read_rows(name)
-            _check_values(self.path, name, values)
+    def column(self, name: str, cache: bool = True) -> np.ndarray:
+        """A request column (``REQUEST_COLUMNS``) for the split's rows, validated on first read.
+
+        cache: keep the array for later calls (the transition columns are read several times).
+        """
+        if name in self._cache:
+            return self._cache[name]
+        schema = request_schema(self.obs_dim, self.page_size)
+        if name not in schema.names:
+            raise KeyError(f"no request column {name!r}; columns: {schema.names}")
+        values = self._read_rows(name)
+        _check_values(self.path, name, values)
+        if cache:
             self._cache[name] = values
-        return self._cache[name]
+        return values
 
     def _read_rows(self, name: str) -> np.ndarray:
-        pieces = []
+        dtype, tail = numpy_dtype(request_schema(self.obs_dim, self.page_size).field(name).type)
+        out = np.empty((self._row_hi - self._row_lo,) + tail, dtype=dtype)
         for file, a, b in self._parts:
-            if b <= self._row_lo or a >= self._row_hi:
+            lo, hi = max(self._row_lo, a), min(self._row_hi, b)
+            if lo >= hi:
                 continue
             try:
                 col = pq.ParquetFile(file).read(columns=[name]).column(0)
             except (OSError, pa.ArrowException) as exc:
                 raise DatasetError(f"{file}: cannot read column {name!r} ({type(exc).__name__}: {exc})") from None
-            arr = column_to_numpy(col)
-            pieces.append(arr[max(self._row_lo - a, 0): min(self._row_hi, b) - a])
-        values = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
-        return values if self._rows is None else values[self._rows]
+            column_to_numpy(col.slice(lo - a, hi - lo), out=out[lo - self._row_lo:hi - self._row_lo])
+        return out if self._rows is None else out[self._rows]
 
     @property
     def observations(self) -> np.ndarray:
@@ -438,11 +445,11 @@ def _check_requests(ds: Dataset) -> None:
     path = ds.path
     lengths = ds.session_lengths
     expect_sid = np.repeat(ds.session_ids, lengths)
-    if not np.array_equal(ds.column("session_id"), expect_sid):
+    if not np.array_equal(ds.column("session_id", cache=False), expect_sid):
         raise DatasetError(f"{path}: request rows are not grouped by session as the session table says")
     if not np.array_equal(ds.column("step"), _ranges(lengths)):
         raise DatasetError(f"{path}: request steps are not 0 .. n_requests - 1 within each session")
-    if not np.array_equal(ds.column("user_id"), np.repeat(ds.session_column("user_id"), lengths)):
+    if not np.array_equal(ds.column("user_id", cache=False), np.repeat(ds.session_column("user_id"), lengths)):
         raise DatasetError(f"{path}: request user ids differ from their session's user id")
     term, trunc = ds.column("terminated"), ds.column("truncated")
     is_end = np.zeros(len(term), bool)
@@ -460,9 +467,13 @@ def _check_requests(ds: Dataset) -> None:
     if not (np.array_equal(term[ends], ds.session_column("terminated"))
             and np.array_equal(trunc[ends], ds.session_column("truncated"))):
         raise DatasetError(f"{path}: end flags of the request and session tables disagree")
-    for name in ("observation", "action", "behaviour_log_prob", "reward", "request_feedback", "video_play_time_s"):
-        ds.column(name)  # reads and checks
-    if not np.allclose(ds.column("fusion_weights"), action_to_alpha(ds.actions), atol=1e-6):
+    for name in ("observation", "action", "request_feedback"):  # read, checked and kept for transitions()
+        ds.column(name)
+    for name in ("behaviour_log_prob", "reward", "video_play_time_s"):  # read and checked only
+        ds.column(name, cache=False)
+    # fusion weights are written as action_to_alpha(action): check it exactly on an evenly spaced sample of rows
+    sample = np.linspace(0, ds.n_transitions - 1, min(ds.n_transitions, _FUSION_CHECK_ROWS)).astype(np.int64)
+    if not np.array_equal(ds._read_rows("fusion_weights")[sample], action_to_alpha(ds.actions[sample])):
         raise DatasetError(f"{path}: fusion_weights differ from action_to_alpha(action)")
 
 

@@ -201,7 +201,8 @@ def collect_dataset(out: str | Path, sim_config: SimConfig, collect: CollectConf
 
     timings: if given, filled with wall seconds: ``setup_s`` (simulator construction),
     ``policy_s``, ``simulator_s`` (request steps), ``write_s`` (Parquet encoding, compression
-    and hashing in the writer thread, overlapping the rest) and ``total_s``. They are not
+    and hashing in the writer thread, overlapping the rest), ``write_cpu_s`` (the writer
+    thread's CPU time) and ``total_s``. They are not
     stored in the dataset, whose bytes depend only on the inputs.
     """
     from agents.behaviour import make_behaviour_policy
@@ -215,7 +216,7 @@ def collect_dataset(out: str | Path, sim_config: SimConfig, collect: CollectConf
     spec = getattr(policy, "spec", None) or getattr(policy, "name", type(policy).__name__)
     groups = list(getattr(policy, "group_names", (spec,)))
     timings = {} if timings is None else timings
-    timings.update(setup_s=0.0, policy_s=0.0, simulator_s=0.0, write_s=0.0, total_s=0.0)
+    timings.update(setup_s=0.0, policy_s=0.0, simulator_s=0.0, write_s=0.0, write_cpu_s=0.0, total_s=0.0)
     t_start = time.perf_counter()
     sim = Simulator(sim_config)
     timings["setup_s"] = time.perf_counter() - t_start
@@ -270,5 +271,6 @@ def collect_dataset(out: str | Path, sim_config: SimConfig, collect: CollectConf
         }
         path = writer.finish(manifest)
         timings["write_s"] = writer.write_seconds
+        timings["write_cpu_s"] = writer.write_cpu_seconds
         timings["total_s"] = time.perf_counter() - t_start
         return path

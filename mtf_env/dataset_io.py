@@ -122,7 +122,10 @@ _FLAG_WEIGHTS = (1 << np.arange(len(FLAG_TASKS))).astype(np.uint16)
 
 @nb.njit(cache=True, nogil=True)
 def _pack_flags(feedback, watched, flags):
-    """flags[b, j] = sum_k (feedback[b, j, k] != 0) << (k - 1) for k = 1..11, | watched << 15; False on a non-0/1 value."""
+    """flags[b, j] = sum_k (feedback[b, j, k] == 1) << (k - 1) for k = 1..11, | watched << 15.
+
+    Returns False if a binary feedback value is neither 0 nor 1.
+    """
     ok = True
     for b in range(feedback.shape[0]):
         for j in range(feedback.shape[1]):
@@ -177,23 +180,30 @@ def to_record_batch(columns: dict[str, np.ndarray], schema: pa.Schema) -> pa.Rec
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def column_to_numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """An Arrow column (fixed-size lists become (n, d)) as a numpy array (copied, writable)."""
-    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    typ = column.type
+def numpy_dtype(typ: pa.DataType) -> tuple[np.dtype, tuple[int, ...]]:
+    """(numpy dtype, trailing shape) of an Arrow column type (fixed-size lists become a trailing axis)."""
     if pa.types.is_fixed_size_list(typ):
-        d = typ.list_size
-        n = sum(len(c) for c in chunks)
-        out = np.empty((n, d), dtype=typ.value_type.to_pandas_dtype())
-        i = 0
-        for c in chunks:
-            out[i:i + len(c)] = c.flatten().to_numpy(zero_copy_only=False).reshape(len(c), d)
-            i += len(c)
-        return out
-    if not chunks:
-        return np.empty(0, dtype=typ.to_pandas_dtype())
-    return np.concatenate([c.to_numpy(zero_copy_only=False) for c in chunks]).astype(typ.to_pandas_dtype(),
-                                                                                     copy=False)
+        return np.dtype(typ.value_type.to_pandas_dtype()), (typ.list_size,)
+    return np.dtype(typ.to_pandas_dtype()), ()
+
+
+def column_to_numpy(column: pa.ChunkedArray | pa.Array, out: np.ndarray | None = None) -> np.ndarray:
+    """An Arrow column (fixed-size lists become (n, d)) as a numpy array, copied into ``out`` if given."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    dtype, tail = numpy_dtype(column.type)
+    n = sum(len(c) for c in chunks)
+    if out is None:
+        out = np.empty((n,) + tail, dtype=dtype)
+    elif out.shape != (n,) + tail:
+        raise ValueError(f"output buffer has shape {out.shape}, the column needs {(n,) + tail}")
+    i = 0
+    for c in chunks:
+        if c.null_count:
+            raise DatasetError(f"column of type {column.type} holds {c.null_count} null values")
+        values = c.flatten() if tail else c
+        out[i:i + len(c)] = values.to_numpy(zero_copy_only=False).reshape((len(c),) + tail)
+        i += len(c)
+    return out
 
 
 # ---------------------------------------------------------------------------- checksums & versions
@@ -311,6 +321,8 @@ class DatasetWriter:
         self._error: BaseException | None = None
         #: wall seconds the writer thread spent encoding, compressing, hashing and writing
         self.write_seconds = 0.0
+        #: CPU seconds of the writer thread (less than write_seconds when it waits for a core)
+        self.write_cpu_seconds = 0.0
         self._thread = threading.Thread(target=self._run, name="dataset-writer", daemon=True)
         self._thread.start()
         self._finished = False
@@ -324,9 +336,10 @@ class DatasetWriter:
             if self._error is not None:
                 continue  # drain after a failure
             try:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.thread_time()
                 self._write_now(*item)
                 self.write_seconds += time.perf_counter() - t0
+                self.write_cpu_seconds += time.thread_time() - c0
             except BaseException as exc:  # reported to the main thread on its next call
                 self._error = exc
 
