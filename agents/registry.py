@@ -16,6 +16,12 @@ from .static import STATIC_PRESETS, StaticPolicy
 #: Trainable algorithms: name -> "module:Class" (imported on first use).
 ALGOS: dict[str, str] = {
     "batchrl-mtf": "agents.batchrl_mtf:BatchRLMTF",
+    "td3": "agents.offline_d3rlpy:TD3Agent",
+    "uwac-td3": "agents.offline_d3rlpy:UWACTD3Agent",
+    "cql-sac": "agents.offline_d3rlpy:CQLSACAgent",
+    "bc": "agents.offline_d3rlpy:BCAgent",
+    "td3-bc": "agents.offline_d3rlpy:TD3PlusBCAgent",
+    "iql": "agents.offline_d3rlpy:IQLAgent",
 }
 
 
