@@ -108,12 +108,14 @@ def respond_batch(m, items, item_attr, traits, satisfaction, fatigue, p, u, feed
                                  feedback[i])
 
 
-def _step_rows(active, action, alpha_low, alpha_high, u_cand, u_resp, cell, score_table, n_items, n_interest,
+def _step_rows(order, active, action, alpha_low, alpha_high, u_cand, u_resp, cell, score_table, n_items, n_interest,
                 topic_start, topic_count, popular_pool, item_attr, interest, traits, dyn, saturation,
                 retrieval_lut, obs, obs_low, obs_high, layout, reward_w, p, max_requests, history_window,
                 items_out, feedback_out, watched_out, utility_out, request_fb_out, reward_out, term_out, trunc_out):
     """One request for every row b (see :class:`mtf_env.core.Simulator` for the model).
 
+    order (B,) int64: the order to process rows in (a permutation; grouping rows by profile
+    cell keeps each cell's block of the score table in cache); results do not depend on it.
     active (B,) bool: rows to serve (the others are left untouched and report zeros);
     action (B, 12) already validated; u_cand (B, K); u_resp (B, L, N_UNIFORMS); layout:
     (history_topics, history_stats, session_stats, session_topics) start columns of ``obs``.
@@ -125,7 +127,8 @@ def _step_rows(active, action, alpha_low, alpha_high, u_cand, u_resp, cell, scor
     n_lut = retrieval_lut.shape[1]
     n_pool = popular_pool.shape[0]
     h_top, h_stats, s_stats, s_top = layout[0], layout[1], layout[2], layout[3]
-    for b in nb.prange(n_rows):
+    for i in nb.prange(n_rows):
+        b = order[i]
         if not active[b]:
             for l in range(page):
                 items_out[b, l] = -1
@@ -143,9 +146,9 @@ def _step_rows(active, action, alpha_low, alpha_high, u_cand, u_resp, cell, scor
         for t in range(N_TASKS):
             a = min(max(action[b, t], -1.0), 1.0)
             alpha[t] = alpha_low[t] + (a + 1.0) * 0.5 * (alpha_high[t] - alpha_low[t])
-        # ---- retrieval, scoring and fusion; keep the top `page` (best first, earlier wins ties)
-        top_score = np.full(page, -np.inf)
-        top_item = np.zeros(page, np.int64)
+        # ---- retrieval and scoring in one branch-light pass (independent table loads overlap)
+        cand = np.empty(k_cand, np.int64)
+        scores = np.empty(k_cand, np.float64)
         row0 = cell[b] * n_items
         for j in range(k_cand):
             x = u_cand[b, j]
@@ -156,9 +159,16 @@ def _step_rows(active, action, alpha_low, alpha_high, u_cand, u_resp, cell, scor
                 item = topic_start[topic] + min(int((x - slot) * topic_count[topic]), topic_count[topic] - 1)
             else:
                 item = popular_pool[min(int(x * n_pool), n_pool - 1)]
+            cand[j] = item
             s = 0.0
             for t in range(N_TASKS):
                 s += score_table[row0 + item, t] * alpha[t]
+            scores[j] = s
+        # ---- fusion: keep the top `page`, best first (earlier candidates win exact ties)
+        top_score = np.full(page, -np.inf)
+        top_item = np.zeros(page, np.int64)
+        for j in range(k_cand):
+            s = scores[j]
             if s > top_score[page - 1]:
                 pos = page - 1
                 while pos > 0 and s > top_score[pos - 1]:
@@ -166,7 +176,7 @@ def _step_rows(active, action, alpha_low, alpha_high, u_cand, u_resp, cell, scor
                     top_item[pos] = top_item[pos - 1]
                     pos -= 1
                 top_score[pos] = s
-                top_item[pos] = item
+                top_item[pos] = cand[j]
         # ---- the user watches the page in order, with the state as of the request
         sat0 = dyn[b, DY_SATISFACTION]
         fat0 = dyn[b, DY_FATIGUE]
