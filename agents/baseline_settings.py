@@ -7,7 +7,8 @@ code of the method's paper). Everything not listed here is that library's defaul
 library, so the table cannot drift silently when a library is upgraded.
 
 Sections: :data:`OFFLINE_SETTINGS` (offline methods on d3rlpy, ``agents/offline_d3rlpy.py``
-and ``agents/uwac.py``). Online baselines (BO, ES, SAC-online) add their own section below.
+and ``agents/uwac.py``) and :data:`ONLINE_SETTINGS` (``bo``, ``es``, ``sac-online``: ``agents/bo.py``,
+``agents/es.py``, ``agents/sac_online.py``).
 
 Render the tables with ``python -m agents.baseline_settings`` (Markdown).
 """
@@ -89,6 +90,56 @@ value, for all but BC; CQL's ``conservative_weight=5``,
 IQL's ``expectile=0.7``, TD3+BC's ``alpha=2.5``; no observation, action or reward scaler)."""
 
 
+# --------------------------------------------------------------------------- online (bo, es, sac-online)
+#: Online SAC (stable-baselines3 2.9.2 ``SAC``): discount, replay capacity, random warm-up steps
+#: and the number of simulator sessions stepped together (``DummyVecEnv``).
+SAC_ONLINE_GAMMA = OFFLINE_GAMMA
+SAC_ONLINE_BUFFER_SIZE = 200_000
+SAC_ONLINE_LEARNING_STARTS = 2_000
+SAC_ONLINE_N_ENVS = 8
+#: BO's Gaussian process (scikit-learn ``GaussianProcessRegressor``).
+BO_KERNEL = "ConstantKernel * Matern(nu=2.5, one length scale per weight) + WhiteKernel"
+BO_NORMALIZE_Y = True
+BO_N_RESTARTS_OPTIMIZER = 1
+#: ES (no library; the reference is OpenAI's evolution-strategies-starter, Salimans et al. 2017).
+ES_SIGMA = 0.05
+ES_OPTIMIZER = "sgd"
+ES_L2_COEFF = 0.0
+
+ONLINE_SETTINGS: dict[str, tuple[Setting, ...]] = {
+    "sac-online": (
+        Setting("gamma", SAC_ONLINE_GAMMA, 0.99, "the paper's discount per request, the same for every method"),
+        Setting("buffer_size", SAC_ONLINE_BUFFER_SIZE, 1_000_000,
+                "enough for the reduced budget (40,000 env steps) at a fifth of the memory; raise it with the budget"),
+        Setting("learning_starts", SAC_ONLINE_LEARNING_STARTS, 100,
+                "a few hundred random sessions before the first update, so the first minibatches are not all "
+                "first requests"),
+        Setting("n_envs", SAC_ONLINE_N_ENVS, 1,
+                "8 sessions per vector step with one gradient step each: 8 transitions per gradient step, to fit "
+                "the budget on a 2-core CPU (not an SAC argument; SB3's usual setup is one env)"),
+    ),
+    "bo": (
+        Setting("kernel", BO_KERNEL, "ConstantKernel(1.0, fixed) * RBF(1.0, fixed)",
+                "per-weight length scales (the 12 weights matter unequally) and a noise term: each round's return "
+                "is a noisy Monte-Carlo estimate on fresh users"),
+        Setting("normalize_y", BO_NORMALIZE_Y, False, "returns are far from zero mean and unit variance"),
+        Setting("n_restarts_optimizer", BO_N_RESTARTS_OPTIMIZER, 0,
+                "one restart of the 14 kernel hyperparameters' L-BFGS-B fit against local optima"),
+    ),
+    "es": (
+        Setting("noise_stdev (sigma)", ES_SIGMA, 0.02,
+                "larger steps in weight space, so that paired candidates differ measurably over a few hundred "
+                "sessions (a judgement, not tuned)"),
+        Setting("optimizer", ES_OPTIMIZER, "adam",
+                "the plain natural-gradient step of NES on rank-shaped fitness (the paper's description)"),
+        Setting("l2coeff", ES_L2_COEFF, 0.005, "the network is small; no weight decay"),
+    ),
+}
+"""Online methods: the settings that differ from stable-baselines3's ``SAC``, scikit-learn's
+``GaussianProcessRegressor`` and OpenAI's ES reference code. Everything else of SAC is SB3's default
+(256-256 networks, Adam 3e-4, batch 256, tau 0.005, automatic entropy tuning)."""
+
+
 def markdown_table(section: dict[str, tuple[Setting, ...]]) -> str:
     """The section as a Markdown table (method, setting, ours, library default, why)."""
     lines = ["| method | setting | ours | library default | why |", "|---|---|---|---|---|"]
@@ -101,3 +152,5 @@ def markdown_table(section: dict[str, tuple[Setting, ...]]) -> str:
 if __name__ == "__main__":
     print("## Offline baselines (d3rlpy 2.8.1)\n")
     print(markdown_table(OFFLINE_SETTINGS))
+    print("\n## Online baselines (stable-baselines3 2.9.2, scikit-learn, OpenAI ES reference)\n")
+    print(markdown_table(ONLINE_SETTINGS))

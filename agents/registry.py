@@ -16,6 +16,9 @@ from .static import STATIC_PRESETS, StaticPolicy
 #: Trainable algorithms: name -> "module:Class" (imported on first use).
 ALGOS: dict[str, str] = {
     "batchrl-mtf": "agents.batchrl_mtf:BatchRLMTF",
+    "bo": "agents.bo:BayesianOptimisation",
+    "es": "agents.es:EvolutionStrategy",
+    "sac-online": "agents.sac_online:SACOnline",
     "td3": "agents.offline_d3rlpy:TD3Agent",
     "uwac-td3": "agents.offline_d3rlpy:UWACTD3Agent",
     "cql-sac": "agents.offline_d3rlpy:CQLSACAgent",

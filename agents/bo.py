@@ -1,0 +1,387 @@
+"""``bo``: Bayesian optimisation of static fusion weights, each evaluation an online A/B round.
+
+The paper's first baseline (Section 4.4.1): the way fusion weights are tuned in production
+before RL -- one weight vector for every user and request, searched online. Here:
+
+* Search space: the action box ``[-1, 1]^12`` (fusion weights ``alpha`` through
+  :func:`mtf_env.fusion.action_to_alpha`).
+* One *round* = one online A/B bucket: ``n_users`` fresh users (drawn without replacement
+  per round, :func:`agents.online.draw_users`) each get one fresh session under the
+  candidate weights (:func:`mtf_env.rollout.rollout_sessions`); the objective is the mean
+  session return under ``reward`` (``objective="session"``; ``"discounted"`` for the
+  discounted return with ``gamma``). Rounds use different users, as live traffic would, so
+  the objective is noisy; the GP's white-noise term models that.
+* Surrogate: scikit-learn ``GaussianProcessRegressor`` with kernel
+  ``C * Matern(nu=2.5, one length scale per weight) + White`` on standardised returns
+  (``normalize_y``), hyperparameters by maximum marginal likelihood (``gp_restarts``
+  restarts of L-BFGS-B). The settings that differ from scikit-learn's defaults are recorded in
+  :data:`agents.baseline_settings.ONLINE_SETTINGS`.
+* Initial design: ``n_init`` rounds -- the production weights first
+  (``include_production``), then uniform random points of the box.
+* Acquisition: upper confidence bound ``mu(x) + kappa * sigma(x)`` maximised over
+  ``n_candidates`` seeded random points: a ``1 - local_fraction`` share uniform in the box,
+  the rest ``N(incumbent, local_std^2)`` clipped to the box (random candidates alone are too
+  sparse in 12 dimensions to refine a good point).
+* Result: the *incumbent* -- the evaluated point with the highest GP posterior mean (more
+  robust than the highest noisy observation) -- played as a
+  :class:`agents.static.StaticPolicy`.
+
+``fit(n_steps=...)``: ``n_steps`` is the number of online rounds (initial design included).
+The online budget (rounds, sessions and requests served) is written to ``budget.json`` and
+as the cumulative ``online/sessions`` and ``online/requests`` columns of ``metrics.csv``.
+
+Randomness: each round's design point, users, rollout seed and GP restarts come from
+``SeedSequence([seed, stream, round])`` (:func:`agents.online.round_rng`), so a run is a
+function of its seed and a resumed run is identical to an uninterrupted one.
+
+Run directory: ``config.json`` (algo, config, sim_config, obs_dim, seed), ``metrics.csv``,
+``checkpoint.pt`` (observed points and values, budget, selected action; ``weights_only``),
+``policy.json`` (``{"action": [...], "alpha": [...]}``, readable by
+:meth:`agents.static.StaticPolicy.from_json`) and ``budget.json``.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from agents.base import (CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, CheckpointError, FitResult, MetricsLogger,
+                         fit_loop, load_checkpoint, save_checkpoint, write_json)
+from agents.baseline_settings import BO_N_RESTARTS_OPTIMIZER, BO_NORMALIZE_Y
+from agents.batchrl_mtf import _truncate_metrics
+from agents.online import (BUDGET_NAME, OnlineBudget, check_data, check_resumable, check_seed,
+                           config_from_dict, draw_users, json_reward, resolve_sim_config, round_rng,
+                           rollout_objective)
+from agents.policy import check_obs_batch
+from agents.static import StaticPolicy
+from mtf_env.config import SimConfig
+from mtf_env.core import Simulator, obs_dim as world_obs_dim
+from mtf_env.fusion import PRODUCTION_ALPHA, action_to_alpha, alpha_to_action
+from mtf_env.rewards import reward_weights
+from mtf_env.rollout import rollout_sessions
+from mtf_env.tasks import N_TASKS
+from mtf_env.transitions import TransitionArrays
+
+ALGO_NAME = "bo"
+CHECKPOINT_FORMAT = "bo-checkpoint/1"
+POLICY_NAME = "policy.json"
+# random streams of a round (agents.online.round_rng)
+_STREAM_DESIGN, _STREAM_USERS, _STREAM_ROLLOUT, _STREAM_GP, _STREAM_CANDIDATES = 1, 2, 3, 4, 5
+
+
+@dataclass(frozen=True)
+class BOConfig:
+    """Settings of Bayesian optimisation over static fusion weights."""
+
+    n_steps: int = 60
+    """Online rounds of a full run (``fit``'s default ``n_steps``), initial design included."""
+    n_users: int = 2000
+    """Fresh users (one session each) per online round."""
+    n_init: int = 10
+    """Rounds of the initial design before the GP chooses points."""
+    include_production: bool = True
+    """The first design point is the production weights (what a platform would start from)."""
+    kappa: float = 2.0
+    """UCB exploration weight: ``mu + kappa * sigma``."""
+    n_candidates: int = 4096
+    """Random candidates over which the acquisition is maximised per round."""
+    local_fraction: float = 0.5
+    """Share of the candidates drawn around the incumbent instead of uniformly."""
+    local_std: float = 0.15
+    """Standard deviation (action units) of the candidates around the incumbent."""
+    gp_restarts: int = BO_N_RESTARTS_OPTIMIZER
+    """Extra random restarts of the GP hyperparameter optimiser."""
+    matern_nu: float = 2.5
+    """Smoothness of the Matern kernel."""
+    reward: Any = "default"
+    """Reward of the objective: preset name, 12 weights or a task -> weight mapping."""
+    objective: str = "session"
+    """``session`` (mean session return) or ``discounted`` (mean discounted session return)."""
+    gamma: float = 0.95
+    """Discount of the ``discounted`` objective (and recorded with every return)."""
+    rollout_batch: int = 8192
+    """Sessions simulated together in a round (speed only; results depend on it through CRN blocks)."""
+
+    def __post_init__(self) -> None:
+        for name in ("n_steps", "n_users", "n_init", "n_candidates", "rollout_batch"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"BOConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_users < 2:
+            raise ValueError("BOConfig.n_users must be >= 2 (the objective's standard error is over users)")
+        if self.gp_restarts < 0 or self.kappa < 0 or self.local_std <= 0 or not 0 <= self.local_fraction <= 1:
+            raise ValueError("BOConfig needs gp_restarts >= 0, kappa >= 0, local_std > 0, 0 <= local_fraction <= 1")
+        if self.objective not in ("session", "discounted"):
+            raise ValueError(f"BOConfig.objective must be 'session' or 'discounted', got {self.objective!r}")
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"BOConfig.gamma must lie in (0, 1], got {self.gamma}")
+        reward_weights(self.reward)  # validates
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "BOConfig":
+        return config_from_dict(cls, values)
+
+
+def _gp_regressor(config: BOConfig, random_state: int):
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+    kernel = (ConstantKernel(1.0, (1e-2, 1e2))
+              * Matern(length_scale=np.ones(N_TASKS), length_scale_bounds=(0.05, 50.0), nu=config.matern_nu)
+              + WhiteKernel(0.1, (1e-6, 1.0)))
+    return GaussianProcessRegressor(kernel, normalize_y=BO_NORMALIZE_Y, n_restarts_optimizer=config.gp_restarts,
+                                    random_state=random_state)
+
+
+def _seed_int(rng: np.random.Generator) -> int:
+    return int(rng.integers(0, 2**31 - 1))
+
+
+class BayesianOptimisation:
+    """The ``bo`` baseline; after ``fit`` (or ``load``) a static :class:`agents.policy.Policy`.
+
+    Usage::
+
+        bo = BayesianOptimisation(BOConfig(), sim_config=dataset.config)
+        bo.fit(n_steps=60, seed=0, out_dir="runs/bo")   # 60 online rounds
+        bo.act(obs)                                      # (B, 12), the same weights for every row
+        bo.budget                                        # OnlineBudget(rounds, sessions, requests, ...)
+    """
+
+    algo_name = ALGO_NAME
+    config_class = BOConfig
+    requires_data = False
+    stochastic = False
+
+    def __init__(self, config: BOConfig | None = None, sim_config: SimConfig | Mapping[str, Any] | None = None):
+        self.config = config if config is not None else BOConfig()
+        self.sim_config = resolve_sim_config(sim_config)
+        self.obs_dim = world_obs_dim(self.sim_config)
+        self.seed: int | None = None
+        self.step = 0
+        self.action: np.ndarray | None = None
+        self._reset_history()
+
+    def _reset_history(self) -> None:
+        self.observed_actions = np.zeros((0, N_TASKS))  # (n, 12) evaluated points
+        self.observed_values = np.zeros(0)              # (n,) objective of each round
+        self.observed_se = np.zeros(0)                  # (n,) its standard error over users
+        self.budget = OnlineBudget(users_per_round=self.config.n_users)
+        self._gp = None
+
+    # ------------------------------------------------------------------ the rounds
+    def _fit_gp(self):
+        """GP on the rounds so far (None with fewer than 2); its restarts seeded by the round count."""
+        n = len(self.observed_values)
+        if n < 2:
+            return None
+        gp = _gp_regressor(self.config, _seed_int(round_rng(self.seed, _STREAM_GP, n)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ConvergenceWarning at a bound is expected with few points
+            gp.fit(self.observed_actions, self.observed_values)
+        return gp
+
+    def _incumbent(self) -> tuple[np.ndarray, float]:
+        """The evaluated point with the highest posterior mean (the only point before a GP exists)."""
+        if self._gp is None:
+            best = int(np.argmax(self.observed_values))
+            return self.observed_actions[best], float(self.observed_values[best])
+        mean = self._gp.predict(self.observed_actions)
+        best = int(np.argmax(mean))
+        return self.observed_actions[best], float(mean[best])
+
+    def _propose(self, round_index: int) -> tuple[np.ndarray, float]:
+        """The point of round ``round_index`` (12,) and its acquisition value (NaN in the initial design)."""
+        cfg = self.config
+        if round_index < cfg.n_init or self._gp is None:
+            if round_index == 0 and cfg.include_production:
+                return alpha_to_action(PRODUCTION_ALPHA).astype(np.float64), float("nan")
+            return round_rng(self.seed, _STREAM_DESIGN, round_index).uniform(-1.0, 1.0, N_TASKS), float("nan")
+        rng = round_rng(self.seed, _STREAM_CANDIDATES, round_index)
+        n_local = int(round(cfg.n_candidates * cfg.local_fraction))
+        incumbent, _ = self._incumbent()
+        candidates = np.concatenate([
+            rng.uniform(-1.0, 1.0, (cfg.n_candidates - n_local, N_TASKS)),
+            np.clip(incumbent + cfg.local_std * rng.standard_normal((n_local, N_TASKS)), -1.0, 1.0),
+        ])
+        mean, std = self._gp.predict(candidates, return_std=True)
+        ucb = mean + cfg.kappa * std
+        best = int(np.argmax(ucb))
+        return candidates[best], float(ucb[best])
+
+    def _evaluate_point(self, sim: Simulator, point: np.ndarray, round_index: int) -> tuple[float, float]:
+        """The online A/B round of ``point`` (12,): fresh users, one session each; (objective, its SE)."""
+        cfg = self.config
+        users = draw_users(round_rng(self.seed, _STREAM_USERS, round_index), cfg.n_users, sim.config.n_users)
+        rollout_seed = _seed_int(round_rng(self.seed, _STREAM_ROLLOUT, round_index))
+        policy = StaticPolicy(point.astype(np.float32), name=f"bo-round-{round_index}")
+        rolled = rollout_sessions(sim, policy, users, seed=rollout_seed, gamma=cfg.gamma, batch_size=cfg.rollout_batch)
+        self.budget.add_rollout(rolled)
+        return rollout_objective(rolled, reward_weights(cfg.reward), cfg.objective)
+
+    def _round(self, sim: Simulator, round_index: int) -> dict[str, float]:
+        """One online round: propose, evaluate on fresh users, refit the GP (fit_loop's ``update``)."""
+        if self._gp is None:
+            self._gp = self._fit_gp()  # after a resume
+        point, acquisition = self._propose(round_index)
+        value, se = self._evaluate_point(sim, point, round_index)
+        self.observed_actions = np.vstack([self.observed_actions, point[None]])
+        self.observed_values = np.append(self.observed_values, value)
+        self.observed_se = np.append(self.observed_se, se)
+        self._gp = self._fit_gp()
+        incumbent, incumbent_mean = self._incumbent()
+        self.action = incumbent.astype(np.float32)
+        self.step = round_index + 1
+        metrics = {
+            "bo/objective": value,
+            "bo/objective_se": se,
+            "bo/best_observed": float(self.observed_values.max()),
+            "bo/incumbent_mean": incumbent_mean,
+            "online/sessions": float(self.budget.sessions),
+            "online/requests": float(self.budget.requests),
+            "bo/ucb": acquisition,  # NaN in the initial design
+        }
+        return metrics
+
+    # ------------------------------------------------------------------ training
+    def fit(self, data: TransitionArrays | None = None, n_steps: int | None = None, *, seed: int,
+            out_dir: str | Path | None = None, resume: bool = False, show_progress: bool = True) -> FitResult:
+        """Run ``n_steps`` online rounds (default ``config.n_steps``) from scratch or from a checkpoint.
+
+        Args:
+            data: ignored (``bo`` learns online); if given, its observation size must match the world's.
+            n_steps: total online rounds of the run (a resumed run continues up to it).
+            seed: every random choice of the run (design points, users, rollouts, GP restarts, candidates).
+            out_dir: run directory (see the module docstring); ``None`` writes nothing.
+            resume: continue from ``out_dir/checkpoint.pt`` (identical to an uninterrupted run);
+                starts afresh when there is none; refused when the seed, config or world differ.
+            show_progress: tqdm bar over rounds.
+        """
+        check_data(data, self.obs_dim, ALGO_NAME)
+        n_steps = self.config.n_steps if n_steps is None else int(n_steps)
+        if n_steps < 1:
+            raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+        if resume and out_dir is None:
+            raise ValueError("resume=True needs the out_dir holding the checkpoint")
+        self.seed, self.step, self.action = check_seed(seed), 0, None
+        self._reset_history()
+        out = Path(out_dir) if out_dir is not None else None
+        checkpoint_path = out / CHECKPOINT_NAME if out is not None else None
+        if resume and checkpoint_path.exists():
+            state = load_checkpoint(checkpoint_path)
+            self._check_resumable(state, checkpoint_path)
+            self._load_state(state, checkpoint_path)
+            if self.step > n_steps:
+                raise ValueError(f"checkpoint is at round {self.step}, beyond n_steps={n_steps}")
+        else:
+            resume = False
+        sim = Simulator(self.sim_config)
+        logger = None
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            self._write_config(out)
+            if resume:
+                _truncate_metrics(out / METRICS_NAME, self.step)
+            logger = MetricsLogger(out / METRICS_NAME, resume=resume)
+
+        def checkpoint(_step: int) -> None:
+            self.save(out)
+
+        return fit_loop(lambda step: self._round(sim, step), n_steps, start_step=self.step, log_every=1,
+                        logger=logger, checkpoint=checkpoint if out is not None else None, checkpoint_every=1,
+                        desc=ALGO_NAME, show_progress=show_progress)
+
+    # ------------------------------------------------------------------ acting
+    def _require_action(self) -> np.ndarray:
+        if self.action is None:
+            raise RuntimeError("BayesianOptimisation has no weights yet: call fit() or BayesianOptimisation.load()")
+        return self.action
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """The selected static action for every row: ``(B, obs_dim) -> (B, 12)`` float32 in [-1, 1]."""
+        action = self._require_action()
+        obs = check_obs_batch(obs, self.obs_dim)
+        return np.broadcast_to(action, (obs.shape[0], N_TASKS)).copy()
+
+    def policy(self) -> StaticPolicy:
+        """The result as a plain :class:`StaticPolicy`."""
+        return StaticPolicy(self._require_action(), name=ALGO_NAME)
+
+    # ------------------------------------------------------------------ state, save and load
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """``action`` (12,), ``observed_actions`` (n, 12), ``observed_values`` (n,), ``observed_se`` (n,)."""
+        return {
+            "action": torch.as_tensor(self._require_action().copy()),
+            "observed_actions": torch.as_tensor(self.observed_actions.copy()),
+            "observed_values": torch.as_tensor(self.observed_values.copy()),
+            "observed_se": torch.as_tensor(self.observed_se.copy()),
+        }
+
+    def _run_config(self) -> dict[str, Any]:
+        return {"algo": ALGO_NAME, "config": {**asdict(self.config), "reward": json_reward(self.config.reward)},
+                "sim_config": self.sim_config.to_json(), "obs_dim": self.obs_dim, "seed": self.seed}
+
+    def _write_config(self, run_dir: Path) -> None:
+        write_json(run_dir / CONFIG_NAME, self._run_config())
+
+    def save(self, run_dir: str | Path) -> None:
+        """Write ``config.json``, ``checkpoint.pt``, ``policy.json`` and ``budget.json`` into ``run_dir``."""
+        action = self._require_action()
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self._write_config(run_dir)
+        save_checkpoint(run_dir / CHECKPOINT_NAME, {
+            "format": CHECKPOINT_FORMAT, "algo": ALGO_NAME, "step": self.step, "seed": self.seed,
+            "config": json.dumps(self._run_config()["config"], sort_keys=True),
+            "sim_config": json.dumps(self.sim_config.to_json(), sort_keys=True),
+            "budget": self.budget.to_json(), **self.state_dict(),
+        })
+        write_json(run_dir / POLICY_NAME, {"action": action.tolist(), "alpha": action_to_alpha(action).tolist()})
+        write_json(run_dir / BUDGET_NAME, {"algo": ALGO_NAME, "unit": "online A/B rounds of fresh sessions",
+                                           **self.budget.to_json()})
+
+    def _check_resumable(self, state: dict[str, Any], path: Path) -> None:
+        check_resumable(state, path, {"seed": self.seed, "config": json.dumps(self._run_config()["config"], sort_keys=True),
+                                      "sim_config": json.dumps(self.sim_config.to_json(), sort_keys=True)})
+
+    def _load_state(self, state: dict[str, Any], path: Path) -> None:
+        for key in ("format", "step", "action", "observed_actions", "observed_values", "observed_se", "budget"):
+            if key not in state:
+                raise CheckpointError(f"{path} is not a bo checkpoint (no '{key}')")
+        if state["format"] != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path} has format {state['format']!r}, expected {CHECKPOINT_FORMAT!r}")
+        try:
+            action = state["action"].numpy().astype(np.float32)
+            xs, ys = state["observed_actions"].numpy(), state["observed_values"].numpy()
+            ses = state["observed_se"].numpy()
+        except AttributeError:
+            raise CheckpointError(f"{path}: the saved arrays are not tensors") from None
+        if action.shape != (N_TASKS,) or xs.shape != (len(ys), N_TASKS) or ses.shape != ys.shape:
+            raise CheckpointError(f"{path}: arrays have shapes {action.shape}, {xs.shape}, {ys.shape}, {ses.shape}")
+        self.action, self.observed_actions, self.observed_values, self.observed_se = action, xs, ys, ses
+        self.budget = OnlineBudget.from_json(state["budget"])
+        self.step = int(state["step"])
+        self._gp = None  # refit from the history on the next round
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "BayesianOptimisation":
+        """The agent saved in ``run_dir``; :class:`CheckpointError` for a missing, foreign or damaged run."""
+        run_dir = Path(run_dir)
+        config_path = run_dir / CONFIG_NAME
+        try:
+            meta = json.loads(config_path.read_text())
+            if meta.get("algo") != ALGO_NAME:
+                raise CheckpointError(f"{config_path} is for algo {meta.get('algo')!r}, not {ALGO_NAME!r}")
+            agent = cls(BOConfig.from_dict(meta["config"]), sim_config=meta["sim_config"])
+            seed = int(meta["seed"])
+        except CheckpointError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{config_path} is not a bo run config ({type(exc).__name__}: {exc})") from None
+        agent.seed = seed
+        agent._load_state(load_checkpoint(run_dir / CHECKPOINT_NAME), run_dir / CHECKPOINT_NAME)
+        return agent

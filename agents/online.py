@@ -1,0 +1,156 @@
+"""What the online baselines (``bo``, ``es``, ``sac-online``) share: their simulator, users and budget.
+
+An online baseline needs no logged data: it learns by serving requests in the simulator,
+which stands in for the live platform. Everything it spends there is its *online budget*
+(:class:`OnlineBudget`: rounds, sessions and requests served), recorded next to its
+results, because the paper's point is that batch RL needs none of it.
+
+* :func:`resolve_sim_config` -- the world the agent interacts with (a :class:`SimConfig`,
+  its JSON mapping, or ``None`` for the default world); the suite passes the logged
+  dataset's own config, so online and offline methods are judged in the same world.
+* :func:`draw_users` -- fresh users for one online round, drawn without replacement from
+  the population with a generator keyed by ``(seed, stream, round)``: a round's users do
+  not depend on anything that ran before it, so a resumed run draws the same users.
+* :func:`rollout_objective` -- the objective of a round from a session rollout: the mean
+  (discounted) session return, or the mean immediate reward per request.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from mtf_env.config import SimConfig, make_config
+from mtf_env.rollout import SessionRollout
+from mtf_env.transitions import TransitionArrays
+
+#: Objectives an online round can measure (see :func:`rollout_objective`).
+OBJECTIVES = ("session", "discounted", "immediate")
+#: File with an online agent's budget, in its run directory.
+BUDGET_NAME = "budget.json"
+
+
+def resolve_sim_config(sim_config: SimConfig | Mapping[str, Any] | None) -> SimConfig:
+    """A :class:`SimConfig` from a config, its ``to_json()`` mapping, or ``None`` (the default world)."""
+    if sim_config is None:
+        return SimConfig()
+    if isinstance(sim_config, SimConfig):
+        return sim_config
+    if isinstance(sim_config, Mapping):
+        return make_config(**dict(sim_config))
+    raise ValueError(f"sim_config must be a SimConfig, a mapping of its fields or None, got {type(sim_config).__name__}")
+
+
+def check_seed(seed: Any) -> int:
+    """A non-negative int seed, or ``ValueError``."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    return int(seed)
+
+
+def check_data(data: TransitionArrays | None, obs_dim: int, algo: str) -> None:
+    """Online agents ignore logged data; if some is given its observation size must match the world's."""
+    if data is None:
+        return
+    if not isinstance(data, TransitionArrays):
+        raise ValueError(f"{algo} learns online and takes data=None (or a TransitionArrays), got {type(data).__name__}")
+    if data.obs_dim != obs_dim:
+        raise ValueError(f"{algo}: data has {data.obs_dim} observation features, the simulator's world has {obs_dim}")
+
+
+def round_rng(seed: int, stream: int, round_index: int) -> np.random.Generator:
+    """The generator of one round: ``SeedSequence([seed, stream, round_index])``."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(stream), int(round_index)]))
+
+
+def draw_users(rng: np.random.Generator, n_users: int, n_population: int) -> np.ndarray:
+    """``n_users`` distinct user ids (n,) int64, sorted, drawn without replacement."""
+    if n_users > n_population:
+        raise ValueError(f"cannot draw {n_users} distinct users from a population of {n_population} "
+                         "(lower n_users or raise SimConfig.n_users)")
+    return np.sort(rng.choice(n_population, size=int(n_users), replace=False)).astype(np.int64)
+
+
+def rollout_objective(rollout: SessionRollout, weights: np.ndarray, objective: str) -> tuple[float, float]:
+    """The objective of a round and its standard error over sessions.
+
+    objective: ``session`` -- mean undiscounted session return; ``discounted`` -- mean
+    discounted session return (``rollout.gamma``); ``immediate`` -- mean reward per request
+    (all rewards of the rollout over all its requests, each request's immediate reward counted
+    once: the myopic objective; its SE by the delta method over sessions).
+    """
+    if objective == "session" or objective == "discounted":
+        returns = rollout.returns(weights, discounted=objective == "discounted")
+        se = float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else float("nan")
+        return float(returns.mean()), se
+    if objective == "immediate":
+        totals = rollout.returns(weights)                # (n,) reward summed over each session
+        requests = rollout.requests.astype(np.float64)  # (n,)
+        value = float(totals.sum() / requests.sum())
+        n = len(totals)
+        se = float(np.std(totals - value * requests, ddof=1) / (np.sqrt(n) * requests.mean())) if n > 1 else float("nan")
+        return value, se
+    raise ValueError(f"unknown objective {objective!r}; choose one of {OBJECTIVES}")
+
+
+@dataclass
+class OnlineBudget:
+    """Interaction an online agent spent in the simulator (the live platform's traffic).
+
+    rounds: online evaluations (BO: A/B rounds; ES: candidate evaluations; SAC: vector env
+    steps); sessions: sessions served (started, for SAC: finished); requests: requests served
+    (= environment steps / transitions); users_per_round: users per evaluation (0 for SAC).
+    """
+
+    rounds: int = 0
+    sessions: int = 0
+    requests: int = 0
+    users_per_round: int = 0
+
+    def add_rollout(self, rollout: SessionRollout) -> None:
+        """Count one evaluation: its sessions and requests."""
+        self.rounds += 1
+        self.sessions += int(len(rollout.requests))
+        self.requests += int(rollout.requests.sum())
+
+    def to_json(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, values: Mapping[str, Any]) -> "OnlineBudget":
+        return cls(**{f.name: int(values.get(f.name, 0)) for f in dataclasses.fields(cls)})
+
+
+def config_from_dict(cls: type, values: Mapping[str, Any]):
+    """A frozen config dataclass from its ``dataclasses.asdict`` (JSON lists become tuples); unknown keys refused."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields {unknown}")
+    return cls(**{k: tuple(v) if isinstance(v, list) and "tuple" in str(known[k].type) else v
+                  for k, v in values.items()})
+
+
+def check_resumable(state: Mapping[str, Any], path: Any, own: Mapping[str, Any]) -> None:
+    """Refuse (``ValueError``) to resume from a checkpoint whose ``seed``, ``config`` or ``sim_config`` differ.
+
+    own: this run's ``seed`` (int), ``config`` and ``sim_config`` (JSON strings, sorted keys);
+    the configs' ``n_steps`` is only ``fit``'s default and is not compared.
+    """
+    for key, value in own.items():
+        saved = state.get(key)
+        if key == "config" and isinstance(saved, str) and isinstance(value, str):
+            saved = json.dumps({**json.loads(saved), "n_steps": None}, sort_keys=True)
+            value = json.dumps({**json.loads(value), "n_steps": None}, sort_keys=True)
+        if saved != value:
+            raise ValueError(f"cannot resume from {path}: its {key} differs from this run's")
+
+
+def json_reward(reward: Any) -> Any:
+    """A reward spec as JSON (a preset name, a mapping, or a list of 12 numbers)."""
+    if isinstance(reward, (str, Mapping)):
+        return reward
+    return np.asarray(reward, dtype=np.float64).tolist()

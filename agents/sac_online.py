@@ -1,0 +1,381 @@
+"""``sac-online``: stable-baselines3 SAC trained online in the simulator (the unconstrained reference).
+
+Not a method of the paper: the reference for what free online interaction buys. SAC
+(Haarnoja et al. 2018) as implemented by stable-baselines3 learns on ``n_envs`` copies of
+``gym.make("ShortVideoMTF-v0", **sim_config)`` in a ``DummyVecEnv`` (each env one session at a
+time, reset when the user exits or the session is cut off; cut-offs are stored as timeouts,
+not terminals, by SB3's replay buffer). Every environment step is one request served to a
+simulated user, so the online budget is counted in env steps.
+
+Settings that differ from SB3's defaults (and why; recorded in :data:`agents.baseline_settings.ONLINE_SETTINGS`):
+
+* ``gamma = 0.95`` -- the paper's discount for every method (SB3: 0.99).
+* ``n_envs = 8`` with one gradient step per vector step (``train_freq = 1``,
+  ``gradient_steps = 1``): 8 transitions per gradient step, to fit this 2-core machine
+  (SB3's usual single env has one transition per gradient step).
+* ``buffer_size = 200_000`` (SB3: 1,000,000), enough for the reduced budget; raise it with
+  the budget.
+* ``learning_starts = 2_000`` env steps of uniform random actions (SB3: 100).
+* Everything else is SB3's: two 256-256 ReLU critics and actor, Adam 3e-4, batch 256,
+  ``tau = 0.005``, automatic entropy tuning with target entropy ``-12``.
+
+Budget: ``fit(n_steps=...)`` counts **environment steps** (requests; a multiple of
+``n_envs``); ``config.n_steps = 40_000`` is the reduced default for this 2-core machine
+(about 5,000 gradient steps); :data:`LARGE_BUDGET` (1,000,000 env steps, one gradient step
+per env step) is the "large budget" setting for a machine with time to spare. The budget
+is written to ``budget.json`` and as the cumulative ``online/*`` columns of ``metrics.csv``.
+
+Weights are saved as the policy's state dict (actor, twin critics, target critics) plus the
+entropy coefficient, loaded with ``weights_only=True`` -- never SB3's zip of pickles. The
+loaded agent is an actor only (no replay buffer or optimiser state): ``resume`` is not
+supported and raises ``ValueError``.
+
+Randomness: ``seed`` goes to SB3 (``set_random_seed``: Python, NumPy and torch global
+generators, the action space and env ``i``'s reset seed ``seed + i``); same seed, same
+weights on CPU.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from agents.base import (CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, CheckpointError, FitResult, MetricsLogger,
+                         load_checkpoint, load_module_state, save_checkpoint, write_json)
+from agents.baseline_settings import (SAC_ONLINE_BUFFER_SIZE, SAC_ONLINE_GAMMA, SAC_ONLINE_LEARNING_STARTS,
+                                      SAC_ONLINE_N_ENVS)
+from agents.online import (BUDGET_NAME, OnlineBudget, check_data, check_seed, config_from_dict, json_reward,
+                           resolve_sim_config)
+from agents.policy import check_obs_batch
+from mtf_env.config import SimConfig
+from mtf_env.core import obs_bounds
+from mtf_env.rewards import reward_weights
+from mtf_env.tasks import N_TASKS
+from mtf_env.transitions import TransitionArrays
+
+ALGO_NAME = "sac-online"
+CHECKPOINT_FORMAT = "sac-online-checkpoint/1"
+ENV_ID = "ShortVideoMTF-v0"
+#: Metrics SB3's SAC records per training call, logged as they are.
+SB3_TRAIN_METRICS = ("train/actor_loss", "train/critic_loss", "train/ent_coef", "train/ent_coef_loss")
+
+
+@dataclass(frozen=True)
+class SACOnlineConfig:
+    """Settings of online SAC (stable-baselines3); see the module docstring for the non-defaults."""
+
+    n_steps: int = 40_000
+    """Environment steps (requests) of a full run, ``fit``'s default; reduced for a 2-core machine."""
+    n_envs: int = SAC_ONLINE_N_ENVS
+    """Simulator sessions stepped together (``DummyVecEnv``); each vector step adds n_envs transitions."""
+    gamma: float = SAC_ONLINE_GAMMA
+    """Discount per request (the paper's, for every method)."""
+    learning_rate: float = 3e-4
+    """Adam learning rate of actor, critics and entropy coefficient (SB3 default)."""
+    buffer_size: int = SAC_ONLINE_BUFFER_SIZE
+    """Replay buffer capacity in transitions."""
+    learning_starts: int = SAC_ONLINE_LEARNING_STARTS
+    """Env steps of uniform random actions before training starts."""
+    batch_size: int = 256
+    """Minibatch size (SB3 default)."""
+    tau: float = 0.005
+    """Polyak rate of the target critics (SB3 default)."""
+    train_freq: int = 1
+    """Vector steps between training calls."""
+    gradient_steps: int = 1
+    """Gradient steps per training call."""
+    net_arch: tuple[int, ...] = (256, 256)
+    """Hidden widths of the actor and of each critic (SB3 default)."""
+    ent_coef: str | float = "auto"
+    """Entropy coefficient, ``auto`` for SB3's automatic tuning (default) or a fixed float."""
+    reward: Any = "default"
+    """The env's reward: preset name, 12 weights or a task -> weight mapping (overrides the world's)."""
+    device: str = "cpu"
+    """Torch device of SB3 (``cpu``, ``cuda``)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "net_arch", tuple(int(h) for h in self.net_arch))
+        for name in ("n_steps", "n_envs", "buffer_size", "batch_size", "train_freq", "gradient_steps"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"SACOnlineConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_starts < 0:
+            raise ValueError(f"SACOnlineConfig.learning_starts must be >= 0, got {self.learning_starts}")
+        if not 0 <= self.gamma < 1 or not 0 < self.tau <= 1 or not self.learning_rate > 0:
+            raise ValueError("SACOnlineConfig needs 0 <= gamma < 1, 0 < tau <= 1 and learning_rate > 0")
+        if not self.net_arch or min(self.net_arch) < 1:
+            raise ValueError(f"SACOnlineConfig.net_arch must be positive widths, got {self.net_arch}")
+        if not (self.ent_coef == "auto" or (isinstance(self.ent_coef, (int, float)) and self.ent_coef > 0)):
+            raise ValueError(f"SACOnlineConfig.ent_coef must be 'auto' or a positive number, got {self.ent_coef!r}")
+        reward_weights(self.reward)  # validates
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "SACOnlineConfig":
+        return config_from_dict(cls, values)
+
+
+#: The "large budget" setting: 1M env steps, one gradient step per transition, a 1M buffer.
+LARGE_BUDGET = SACOnlineConfig(n_steps=1_000_000, n_envs=1, buffer_size=1_000_000, learning_starts=10_000)
+
+
+def _policy_kwargs(config: SACOnlineConfig) -> dict[str, Any]:
+    return {"net_arch": list(config.net_arch)}
+
+
+class _Progress:
+    """SB3 callback: per-window metrics rows, the progress bar and the online budget (built lazily: SB3 import)."""
+
+    def __new__(cls, *args, **kwargs):
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        class Callback(BaseCallback):
+            def __init__(self, n_steps: int, log_every: int, logger: MetricsLogger | None, budget: OnlineBudget,
+                         show_progress: bool):
+                super().__init__()
+                self.n_steps, self.log_every, self.metrics_logger, self.budget = n_steps, log_every, logger, budget
+                self.bar = tqdm(total=n_steps, desc=ALGO_NAME, unit="step", disable=not show_progress,
+                                dynamic_ncols=True)
+                self.window_reward = 0.0
+                self.window_requests = 0
+                self.window_sessions = 0
+                self.last_row: dict[str, float] = {}
+                self.pending: int | None = None  # env step of the row to write after the next training call
+
+            def _on_step(self) -> bool:
+                rewards, dones = self.locals["rewards"], self.locals["dones"]
+                self.window_reward += float(np.sum(rewards))
+                self.window_requests += len(rewards)
+                self.window_sessions += int(np.sum(dones))
+                self.budget.rounds += 1
+                self.budget.requests += len(rewards)
+                self.budget.sessions += int(np.sum(dones))
+                self.bar.update(len(rewards))
+                if self.num_timesteps % self.log_every < len(rewards) or self.num_timesteps >= self.n_steps:
+                    self.pending = self.num_timesteps
+                return True
+
+            # SB3 trains after each rollout, so a row is written once that training call is done:
+            # at the start of the next rollout or at the end of learning
+            def _on_rollout_start(self) -> None:
+                self._flush()
+
+            def _on_training_end(self) -> None:
+                self._flush()
+                self.bar.close()
+
+            def _flush(self) -> None:
+                if self.pending is None:
+                    return
+                values = self.model.logger.name_to_value
+                row = {name: float(values[name]) if name in values else float("nan") for name in SB3_TRAIN_METRICS}
+                row.update({
+                    "rollout/reward_per_request": self.window_reward / max(self.window_requests, 1),
+                    "rollout/sessions_finished": float(self.window_sessions),
+                    "online/requests": float(self.budget.requests),
+                    "online/sessions": float(self.budget.sessions),
+                })
+                if self.metrics_logger is not None:
+                    self.metrics_logger.log(self.pending, row)
+                self.last_row, self.pending = row, None
+                self.window_reward, self.window_requests, self.window_sessions = 0.0, 0, 0
+
+        return Callback(*args, **kwargs)
+
+
+class SACOnline:
+    """The ``sac-online`` reference; after ``fit`` (or ``load``) a deterministic :class:`agents.policy.Policy`
+    (the mean action of the squashed Gaussian actor).
+
+    Usage::
+
+        sac = SACOnline(SACOnlineConfig(), sim_config=dataset.config)
+        sac.fit(n_steps=40_000, seed=0, out_dir="runs/sac-online")   # 40,000 env steps
+        sac.act(obs)                                                 # (B, 12)
+    """
+
+    algo_name = ALGO_NAME
+    config_class = SACOnlineConfig
+    requires_data = False
+    stochastic = False
+
+    def __init__(self, config: SACOnlineConfig | None = None, sim_config: SimConfig | Mapping[str, Any] | None = None):
+        self.config = config if config is not None else SACOnlineConfig()
+        self.sim_config = resolve_sim_config(sim_config)
+        self.obs_low, self.obs_high = obs_bounds(self.sim_config)
+        self.obs_dim = len(self.obs_low)
+        self.seed: int | None = None
+        self.step = 0
+        self.policy = None  # stable_baselines3.sac.policies.SACPolicy
+        self.log_ent_coef = torch.zeros(1)
+        self.budget = OnlineBudget()
+
+    # ------------------------------------------------------------------ environment and model
+    def env_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``gym.make(ENV_ID, ...)``: the world with this agent's reward."""
+        values = self.sim_config.to_json()
+        values["reward"] = json_reward(self.config.reward)
+        return values
+
+    def _make_vec_env(self):
+        import gymnasium as gym
+        from stable_baselines3.common.vec_env import DummyVecEnv
+
+        import mtf_env  # noqa: F401  (registers ShortVideoMTF-v0)
+
+        kwargs = self.env_kwargs()
+        return DummyVecEnv([lambda: gym.make(ENV_ID, **kwargs) for _ in range(self.config.n_envs)])
+
+    def _spaces(self):
+        from gymnasium import spaces
+
+        return (spaces.Box(self.obs_low, self.obs_high, dtype=np.float32),
+                spaces.Box(-1.0, 1.0, shape=(N_TASKS,), dtype=np.float32))
+
+    # ------------------------------------------------------------------ training
+    def fit(self, data: TransitionArrays | None = None, n_steps: int | None = None, *, seed: int,
+            out_dir: str | Path | None = None, resume: bool = False, show_progress: bool = True,
+            log_every: int = 1000) -> FitResult:
+        """Train SAC from scratch for ``n_steps`` environment steps (default ``config.n_steps``).
+
+        Args:
+            data: ignored (online); if given, its observation size must match the world's.
+            n_steps: environment steps (requests served), a multiple of ``config.n_envs``.
+            seed: SB3's seed (weights, replay sampling, random warm-up actions, env resets).
+            out_dir: run directory for ``config.json``, ``metrics.csv``, ``checkpoint.pt`` and
+                ``budget.json``; ``None`` writes nothing.
+            resume: not supported (``ValueError``): SAC's replay buffer and optimisers are not checkpointed.
+            show_progress: tqdm bar over env steps.
+            log_every: env steps per metrics row (rounded to whole vector steps).
+        """
+        from stable_baselines3 import SAC
+
+        if resume:
+            raise ValueError("sac-online cannot resume: its replay buffer and optimisers are not checkpointed; "
+                             "train again (same seed, same result)")
+        check_data(data, self.obs_dim, ALGO_NAME)
+        cfg = self.config
+        n_steps = cfg.n_steps if n_steps is None else int(n_steps)
+        if n_steps < 1 or n_steps % cfg.n_envs:
+            raise ValueError(f"n_steps must be a positive multiple of n_envs={cfg.n_envs}, got {n_steps}")
+        if log_every < 1:
+            raise ValueError(f"log_every must be >= 1, got {log_every}")
+        self.seed, self.budget = check_seed(seed), OnlineBudget()
+        out = Path(out_dir) if out_dir is not None else None
+        logger = None
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            self._write_config(out)
+            logger = MetricsLogger(out / METRICS_NAME)
+        env = self._make_vec_env()
+        try:
+            model = SAC("MlpPolicy", env, learning_rate=cfg.learning_rate, buffer_size=cfg.buffer_size,
+                        learning_starts=cfg.learning_starts, batch_size=cfg.batch_size, tau=cfg.tau, gamma=cfg.gamma,
+                        train_freq=cfg.train_freq, gradient_steps=cfg.gradient_steps, ent_coef=cfg.ent_coef,
+                        policy_kwargs=_policy_kwargs(cfg), seed=self.seed, device=cfg.device, verbose=0)
+            callback = _Progress(n_steps, log_every, logger, self.budget, show_progress)
+            model.learn(total_timesteps=n_steps, callback=callback, log_interval=None)
+        finally:
+            env.close()
+        self.policy = model.policy
+        self.policy.set_training_mode(False)
+        log_ent = getattr(model, "log_ent_coef", None)
+        self.log_ent_coef = (log_ent.detach().cpu().clone() if isinstance(log_ent, torch.Tensor)
+                             else torch.tensor([math.log(float(cfg.ent_coef))]))
+        self.step = int(model.num_timesteps)
+        if out is not None:
+            self.save(out)
+        return FitResult(steps=self.step, last_metrics=callback.last_row)
+
+    # ------------------------------------------------------------------ acting
+    def _require_policy(self):
+        if self.policy is None:
+            raise RuntimeError("SACOnline has no policy yet: call fit() or SACOnline.load() first")
+        return self.policy
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """The actor's mean action ``tanh(mu(s))``: ``(B, obs_dim) float32 -> (B, 12) float32`` in [-1, 1]."""
+        policy = self._require_policy()
+        obs = check_obs_batch(obs, self.obs_dim)
+        if not np.all(np.isfinite(obs)):
+            raise ValueError("observations hold NaN or infinite values")
+        tensor = torch.as_tensor(obs, device=policy.device)
+        return policy.actor(tensor, deterministic=True).cpu().numpy().astype(np.float32, copy=False)
+
+    # ------------------------------------------------------------------ state, save and load
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """``policy.<actor|critic|critic_target>.*`` weights and ``log_ent_coef`` (1,)."""
+        policy = self._require_policy()
+        out = {f"policy.{k}": v.detach().cpu().clone() for k, v in policy.state_dict().items()}
+        out["log_ent_coef"] = self.log_ent_coef.clone()
+        return out
+
+    def _run_config(self) -> dict[str, Any]:
+        return {"algo": ALGO_NAME, "config": {**asdict(self.config), "reward": json_reward(self.config.reward)},
+                "sim_config": self.sim_config.to_json(), "obs_dim": self.obs_dim, "seed": self.seed}
+
+    def _write_config(self, run_dir: Path) -> None:
+        write_json(run_dir / CONFIG_NAME, self._run_config())
+
+    def save(self, run_dir: str | Path) -> None:
+        """Write ``config.json``, ``checkpoint.pt`` (weights only) and ``budget.json`` into ``run_dir``."""
+        policy = self._require_policy()
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self._write_config(run_dir)
+        save_checkpoint(run_dir / CHECKPOINT_NAME, {
+            "format": CHECKPOINT_FORMAT, "algo": ALGO_NAME, "step": self.step, "seed": self.seed,
+            "policy": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
+            "log_ent_coef": self.log_ent_coef.clone(), "budget": self.budget.to_json(),
+        })
+        write_json(run_dir / BUDGET_NAME, {"algo": ALGO_NAME, "unit": "environment steps (requests)",
+                                           "env_steps": self.step, **self.budget.to_json()})
+
+    def _build_policy(self):
+        """An SB3 ``SACPolicy`` of this config's architecture (weights to be loaded), in eval mode."""
+        from stable_baselines3.sac.policies import SACPolicy
+
+        obs_space, act_space = self._spaces()
+        with torch.random.fork_rng(devices=[]):  # SB3 initialises from the global generator; leave it untouched
+            policy = SACPolicy(obs_space, act_space, lambda _: self.config.learning_rate, **_policy_kwargs(self.config))
+        policy.set_training_mode(False)
+        return policy.to(self.config.device)
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str | None = None) -> "SACOnline":
+        """The actor saved in ``run_dir``; :class:`CheckpointError` for a missing, foreign or damaged run."""
+        run_dir = Path(run_dir)
+        config_path = run_dir / CONFIG_NAME
+        try:
+            meta = json.loads(config_path.read_text())
+            if meta.get("algo") != ALGO_NAME:
+                raise CheckpointError(f"{config_path} is for algo {meta.get('algo')!r}, not {ALGO_NAME!r}")
+            config = SACOnlineConfig.from_dict(meta["config"])
+            if device is not None:
+                config = replace(config, device=device)
+            agent = cls(config, sim_config=meta["sim_config"])
+            seed = int(meta["seed"])
+        except CheckpointError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{config_path} is not a sac-online run config ({type(exc).__name__}: {exc})") from None
+        path = run_dir / CHECKPOINT_NAME
+        state = load_checkpoint(path)
+        for key in ("format", "step", "policy", "log_ent_coef"):
+            if key not in state:
+                raise CheckpointError(f"{path} is not a sac-online checkpoint (no '{key}')")
+        if state["format"] != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path} has format {state['format']!r}, expected {CHECKPOINT_FORMAT!r}")
+        policy = agent._build_policy()
+        if not isinstance(state["policy"], dict):
+            raise CheckpointError(f"{path}: 'policy' is not a state dict")
+        load_module_state(policy, state["policy"], f"{path} policy")
+        agent.policy, agent.seed, agent.step = policy, seed, int(state["step"])
+        agent.log_ent_coef = state["log_ent_coef"]
+        agent.budget = OnlineBudget.from_json(state.get("budget", {}))
+        return agent
