@@ -306,7 +306,8 @@ def write_card(path: Path, stats: dict[str, Any], name: str, cards_dir: Path) ->
         f"| split | train {manifest['split']['train_sessions']:,} sessions (first 90% in time order), "
         f"test {manifest['split']['test_sessions']:,} |",
         f"| size on disk | {card['bytes'] / 1e6:,.1f} MB in {len(manifest['files'])} Parquet files |",
-        f"| code | {manifest['created_by'].get('version')} @ {manifest['created_by'].get('git_commit')} |",
+        f"| code | {manifest['created_by'].get('version')} @ {manifest['created_by'].get('git_commit')}"
+        f"{' (with uncommitted changes in tracked files)' if manifest['created_by'].get('git_dirty') else ''} |",
     ]
     if run:
         lines.append(f"| collection run | {run['wall_s']:.1f} s wall ({run['requests_per_s']:,.0f} requests/s), "

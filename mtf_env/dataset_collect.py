@@ -210,14 +210,17 @@ def collect_dataset(out: str | Path, sim_config: SimConfig, collect: CollectConf
     out = Path(out)
     seeds = np.random.SeedSequence(collect.seed).spawn(3)
     rng_users, rng_sim = np.random.default_rng(seeds[0]), np.random.default_rng(seeds[1])
-    policy_seed = int(seeds[2].generate_state(1)[0])
+    policy_seed: int | None = int(seeds[2].generate_state(1)[0])
     if policy is None:
         policy = make_behaviour_policy(collect.policy, seed=policy_seed, target=collect.target)
+    else:
+        policy_seed = None  # a prebuilt policy brings its own generator
     spec = getattr(policy, "spec", None) or getattr(policy, "name", type(policy).__name__)
     groups = list(getattr(policy, "group_names", (spec,)))
     timings = {} if timings is None else timings
     timings.update(setup_s=0.0, policy_s=0.0, simulator_s=0.0, write_s=0.0, write_cpu_s=0.0, total_s=0.0)
     t_start = time.perf_counter()
+    version = code_version()  # the code as the collection starts (the tree may change while it runs)
     sim = Simulator(sim_config)
     timings["setup_s"] = time.perf_counter() - t_start
     n_total, bsz = int(collect.n_sessions), int(collect.batch_size)
@@ -243,7 +246,7 @@ def collect_dataset(out: str | Path, sim_config: SimConfig, collect: CollectConf
         manifest = {
             "format": FORMAT_NAME,
             "schema_version": SCHEMA_VERSION,
-            "created_by": code_version(),
+            "created_by": version,
             "sim_config": sim_config.to_json(),
             "collection": {
                 "policy": spec,
@@ -254,7 +257,8 @@ def collect_dataset(out: str | Path, sim_config: SimConfig, collect: CollectConf
                                if len(groups) > 1 else "one group"),
                 "config": dataclasses.asdict(collect),
                 "seeds": {"root": int(collect.seed), "derivation": "SeedSequence(root).spawn(3) -> users, simulator, "
-                          "policy", "policy_seed": policy_seed},
+                          "policy (policy seed = first word of the third stream's state; null: a prebuilt policy)",
+                          "policy_seed": policy_seed},
                 "sessions": "fresh (carry=False); users drawn uniformly from the population per wave",
             },
             "split": {"train_fraction": collect.train_fraction, "train_sessions": n_train,
