@@ -41,7 +41,7 @@ def load_policy(spec: str, seed: int = 0) -> Policy:
         return StaticPolicy.preset(spec.split(":", 1)[1])
     if spec in STATIC_PRESETS:
         return StaticPolicy.preset(spec)
-    if spec == "random" or spec.startswith("random:") or spec.startswith("action-noise") or spec == "mixed":
+    if spec == "random" or spec.startswith("random:") or spec.startswith("action-noise") or spec.startswith("mixed"):
         from .behaviour import make_behaviour_policy
 
         return make_behaviour_policy(spec, seed=seed)

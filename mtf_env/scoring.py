@@ -7,6 +7,8 @@ which keeps scoring a candidate down to one row gather (the item side is precomp
 """
 from __future__ import annotations
 
+import hashlib
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -80,19 +82,51 @@ def _load_scorer_weights(spec: str):
     return ScorerWeights.load(path)
 
 
+def table_cache_dir() -> Path:
+    """Where computed score tables are kept between processes (``MTF_BENCH_CACHE`` or ~/.cache/mtf-bench)."""
+    return Path(os.environ.get("MTF_BENCH_CACHE", Path.home() / ".cache" / "mtf-bench"))
+
+
 @lru_cache(maxsize=4)
 def _scorer_table(spec: str, n_topics: int, n_items: int, n_users: int, n_candidates: int,
                   popular_pool_share: float, world_seed: int) -> np.ndarray:
+    """Compute the table, or read it from the on-disk cache.
+
+    The cache key hashes everything the table depends on (the weights file, the catalogue's
+    scorer features, the cell features and beta), so a stale entry can never be read; the
+    file is a plain .npy read without pickle and memory-mapped read-only, so processes share it.
+    """
     from .scorer import predict_table
 
     config = SimConfig(n_topics=n_topics, n_items=n_items, n_users=n_users, n_candidates=n_candidates,
                        popular_pool_share=popular_pool_share, world_seed=world_seed)
     catalogue, _ = get_world(config)
+    path = DEFAULT_SCORER if spec == "default" else Path(spec)
+    key = hashlib.sha256()
+    for part in (path.read_bytes() if path.is_file() else spec.encode(), catalogue.features.tobytes(),
+                 cell_features().tobytes(), BETA.tobytes()):
+        key.update(part)
+    cached = table_cache_dir() / f"score_table-{key.hexdigest()[:32]}.npy"
+    if cached.is_file():
+        try:
+            table = np.load(cached, mmap_mode="r", allow_pickle=False)
+            if table.shape == (N_CELLS * n_items, N_TASKS) and table.dtype == np.float32:
+                return table
+        except (OSError, ValueError):
+            pass  # unreadable cache entry: recompute and replace it
     weights = _load_scorer_weights(spec)
     probs = predict_table(weights, cell_features(), catalogue.features)            # (C, I, 12)
-    table = np.log(probs.reshape(N_CELLS * n_items, N_TASKS) + BETA)
+    table = np.ascontiguousarray(np.log(probs.reshape(N_CELLS * n_items, N_TASKS) + BETA), dtype=np.float32)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            np.save(fh, table, allow_pickle=False)
+        os.replace(tmp, cached)
+    except OSError:
+        pass  # a read-only home: keep the table in memory only
     table.setflags(write=False)
-    return np.ascontiguousarray(table, dtype=np.float32)
+    return table
 
 
 def get_scorer_table(config: SimConfig) -> np.ndarray:
