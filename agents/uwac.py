@@ -262,11 +262,16 @@ class UWACTD3Impl(TD3Impl):
     def compute_target(self, batch: TorchMiniBatch) -> torch.Tensor:
         return self.compute_target_with_variance(batch)[0]
 
-    def compute_critic_grad(self, batch: TorchMiniBatch) -> UWACCriticLoss:
-        self._modules.critic_optim.zero_grad()
+    @torch.no_grad()
+    def critic_weights(self, batch: TorchMiniBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(target Q', its variance, the critic weight), each (B, 1); terminal rows have variance 0."""
         q_tpn, variance = self.compute_target_with_variance(batch)
         variance = variance * (1.0 - batch.terminals)  # a terminal target does not bootstrap: no uncertainty
-        weight = self.weight(variance)  # (B, 1)
+        return q_tpn, variance, self.weight(variance)
+
+    def compute_critic_grad(self, batch: TorchMiniBatch) -> UWACCriticLoss:
+        self._modules.critic_optim.zero_grad()
+        q_tpn, variance, weight = self.critic_weights(batch)
         # d3rlpy's ensemble TD error with per-sample weights (its `masks`): sum_j mean_b w_b * (Q_j - y)^2
         loss = self._q_func_forwarder.compute_error(
             observations=batch.observations,

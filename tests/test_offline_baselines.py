@@ -191,9 +191,8 @@ def test_uwac_down_weights_high_variance_targets(data):
         next_observations=next_obs, next_actions=np.zeros((b, 12), np.float32), terminals=terminals,
         intervals=np.ones((b, 1), np.float32), transitions=[])
     torch_batch = TorchMiniBatch.from_batch(numpy_batch, gamma=0.95, compute_returns_to_go=False, device="cpu:0")
-    target, variance = impl.compute_target_with_variance(torch_batch)
-    assert target.shape == variance.shape == (b, 1)
-    weight = impl.weight(variance * (1.0 - torch_batch.terminals))
+    target, variance, weight = impl.critic_weights(torch_batch)
+    assert target.shape == variance.shape == weight.shape == (b, 1)
     assert torch.all(torch.isfinite(weight)) and torch.all((weight >= 0) & (weight <= 1.0))
     assert variance[: b // 2].mean() > 10 * variance[b // 2 : -4].mean()
     assert weight[: b // 2].mean() < weight[b // 2 : -4].mean()
