@@ -1,0 +1,235 @@
+"""``mtf-bench train`` / ``quickstart`` and :func:`benchmarks.training.train_agent`: smoke runs, resume, bad input."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agents.base import CONFIG_NAME, FitResult, write_json
+from agents.registry import ALGOS, load_policy
+from benchmarks import training
+from benchmarks.cli import main
+from mtf_env.config import SimConfig
+from mtf_env.tasks import N_TASKS
+
+TINY = ["actor_hidden=16", "critic_hidden=16", "vae_hidden=[16]", "batch_size=32", "n_action_samples=5",
+        "n_target_samples=3"]
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory, small_config):
+    """A tiny mixed dataset in a small world, made with the collection API."""
+    from mtf_env.dataset import CollectConfig, collect_dataset
+
+    path = tmp_path_factory.mktemp("data") / "tiny"
+    collect_dataset(path, small_config, CollectConfig(policy="mixed", n_sessions=200, seed=0, n_days=1,
+                                                      batch_size=256), progress=False)
+    return path
+
+
+def _train(dataset_dir, out, steps, *extra) -> int:
+    return main(["train", "--algo", "batchrl-mtf", "--data", str(dataset_dir), "--steps", str(steps), "--seed", "3",
+                 "--out", str(out), "--no-progress", "--log-every", "5", "--set", *TINY, *extra])
+
+
+def _snapshot(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_train_writes_a_run_that_loads_as_a_policy(dataset_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(dataset_dir, out, 12, "--checkpoint-every", "5") == 0
+    assert {"config.json", "metrics.csv", "checkpoint.pt", "train.json"} <= {p.name for p in out.iterdir()}
+    assert "12 steps" in capsys.readouterr().out
+    meta = json.loads((out / CONFIG_NAME).read_text())
+    assert meta["algo"] == "batchrl-mtf" and meta["config"]["critic_hidden"] == [16]
+    log = json.loads((out / "train.json").read_text())
+    assert log["steps"] == 12 and log["seed"] == 3 and log["reward"] == "default"
+    assert log["data"]["counts"]["sessions"] == 200 and log["data"]["files_sha256"]
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,") and [r.split(",")[0] for r in rows[1:]] == ["5", "10", "12"]
+    policy = load_policy(str(out))
+    obs = np.zeros((4, meta["obs_dim"]), np.float32)
+    act = policy.act(obs)
+    assert act.shape == (4, N_TASKS) and act.dtype == np.float32 and np.all(np.abs(act) <= 1)
+
+
+def test_resume_gives_the_weights_of_an_uninterrupted_run(dataset_dir, tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert _train(dataset_dir, straight, 20, "--checkpoint-every", "10") == 0
+    assert _train(dataset_dir, resumed, 10, "--checkpoint-every", "10") == 0
+    # the resumed call takes its config from the run directory: no --set needed
+    assert main(["train", "--algo", "batchrl-mtf", "--data", str(dataset_dir), "--steps", "20", "--seed", "3",
+                 "--out", str(resumed), "--resume", "--no-progress", "--log-every", "5",
+                 "--checkpoint-every", "10"]) == 0
+    a = load_policy(str(straight)).state_dict()
+    b = load_policy(str(resumed)).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (straight / "metrics.csv").read_text() == (resumed / "metrics.csv").read_text()
+    log = json.loads((resumed / "train.json").read_text())
+    assert log["start_step"] == 10 and log["previous_calls"][0]["steps"] == 10
+
+
+def test_same_seed_same_weights_and_reward_relabelling(dataset_dir, tmp_path):
+    runs = {}
+    for name, reward in (("a", "default"), ("b", "default"), ("c", "time")):
+        runs[name] = training.train_agent("batchrl-mtf", dataset_dir, 8, 1, tmp_path / name, reward=reward,
+                                          overrides=training.parse_key_values(TINY), show_progress=False)
+    sd = {k: r.agent.state_dict() for k, r in runs.items()}
+    assert all(torch.equal(sd["a"][k], sd["b"][k]) for k in sd["a"])
+    assert not all(torch.equal(sd["a"][k], sd["c"][k]) for k in sd["a"])  # other rewards, other critics
+    assert json.loads((tmp_path / "c" / "train.json").read_text())["reward"] == "time"
+
+
+def test_default_run_name(dataset_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--algo", "batchrl-mtf", "--data", str(dataset_dir), "--steps", "2", "--seed", "7",
+                 "--no-progress", "--set", *TINY]) == 0
+    assert (tmp_path / "runs" / "batchrl-mtf__tiny__7" / "checkpoint.pt").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--algo", "no-such-algo"], "unknown algorithm"),
+    (["--set", "no_such_key=1"], "unknown config key"),
+    (["--set", "rho=fast"], "takes a number"),
+    (["--set", "batch_size=1.5"], "takes an integer"),
+    (["--set", "rho=-1"], "rho must be > 0"),
+    (["--set", "novalue"], "KEY=VALUE"),
+    (["--reward", "no-such-reward"], "unknown reward preset"),
+    (["--steps", "0"], "steps must be a positive integer"),
+])
+def test_bad_input_exits_2_and_writes_nothing(dataset_dir, tmp_path, capsys, args, message):
+    out = tmp_path / "run"
+    argv = ["train", "--algo", "batchrl-mtf", "--data", str(dataset_dir), "--steps", "2", "--out", str(out),
+            "--no-progress"]
+    assert main(argv + args) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_missing_or_broken_dataset_is_refused(dataset_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--algo", "batchrl-mtf", "--steps", "2", "--out", str(out)]) == 2
+    assert "--data" in capsys.readouterr().err
+    assert main(["train", "--algo", "batchrl-mtf", "--data", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+    assert "no dataset" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "manifest.json").write_text("{not json")
+    assert main(["train", "--algo", "batchrl-mtf", "--data", str(broken), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("mtf-bench train: error:")
+    assert not out.exists()
+
+
+def test_existing_run_is_never_overwritten(dataset_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(dataset_dir, out, 4) == 0
+    before = _snapshot(out)
+    assert _train(dataset_dir, out, 8) == 2  # no --resume
+    assert "not empty" in capsys.readouterr().err
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    write_json(foreign / CONFIG_NAME, {"algo": "td3"})
+    assert _train(dataset_dir, foreign, 8, "--resume") == 2
+    assert "run of 'td3'" in capsys.readouterr().err
+    # a resume with a different config is refused by the agent before it trains
+    assert _train(dataset_dir, out, 8, "--resume", "--set", "rho=0.3") == 2
+    assert "config differs" in capsys.readouterr().err
+    assert _snapshot(out) == before
+
+
+def test_config_overrides_are_typed():
+    from agents.batchrl_mtf import BatchRLMTF, BatchRLMTFConfig
+
+    assert training.config_class(BatchRLMTF) is BatchRLMTFConfig
+    config = training.build_config(BatchRLMTF, training.parse_key_values(
+        ["critic_hidden=64,32", "actor_hidden=8", "rho=1", "n_steps=5e2", "latent_dim=null"]))
+    assert config.critic_hidden == (64, 32) and config.actor_hidden == (8,)
+    assert config.rho == 1.0 and isinstance(config.rho, float) and config.n_steps == 500 and config.latent_dim is None
+    with pytest.raises(ValueError, match="takes a list"):
+        training.build_config(BatchRLMTF, {"critic_hidden": "a,b"})
+
+
+# ------------------------------------------------------------------ online algorithms (requires_data = False)
+@dataclass(frozen=True)
+class FakeOnlineConfig:
+    """A config with one field."""
+
+    lr: float = 0.1
+    """Step size."""
+
+
+class FakeOnline:
+    """A minimal online agent: records what train_agent hands it and writes a run directory."""
+
+    requires_data = False
+
+    def __init__(self, config: FakeOnlineConfig | None = None):
+        self.config = config or FakeOnlineConfig()
+
+    def fit(self, data, n_steps, *, seed, out_dir=None, resume=False, show_progress=True, sim_config=None):
+        assert data is None
+        self.got = {"sim_config": sim_config, "n_steps": n_steps, "seed": seed}
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        write_json(Path(out_dir) / CONFIG_NAME, {"algo": "fake-online", "config": {"lr": self.config.lr}})
+        return FitResult(steps=n_steps, last_metrics={"train/x": 1.0})
+
+
+def test_online_algorithm_trains_without_data(tmp_path, monkeypatch):
+    monkeypatch.setitem(ALGOS, "fake-online", f"{__name__}:FakeOnline")
+    monkeypatch.chdir(tmp_path)
+    result = training.train_agent("fake-online", None, 5, 2, None, overrides={"lr": 0.5},
+                                  sim_overrides={"n_users": 1234})
+    assert result.run_dir == Path("runs/fake-online__online__2")
+    got = result.agent.got
+    assert isinstance(got["sim_config"], SimConfig) and got["sim_config"].n_users == 1234
+    assert got["n_steps"] == 5 and result.agent.config.lr == 0.5
+    assert json.loads((result.run_dir / "train.json").read_text())["sim_config"]["n_users"] == 1234
+
+
+# ------------------------------------------------------------------ quickstart
+def test_quickstart_tiny(tmp_path, capsys):
+    out = tmp_path / "qs"
+    assert main(["quickstart", "--tiny", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "| batchrl-mtf |" in printed and "static:production" in printed
+    for name in ("ab.json", "ab.md", "quickstart.json", "run/checkpoint.pt", "dataset/manifest.json"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "quickstart.json").read_text())
+    assert set(summary["lift_pct"]) >= {"adtime_s", "upi_rate"} and summary["seconds"]["total"] > 0
+    ab = json.loads((out / "ab.json").read_text())
+    assert ab["control"] == "static:production" and ab["treatments"] == ["batchrl-mtf"]
+    # a foreign non-empty directory is refused and kept
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("mine")
+    assert main(["quickstart", "--tiny", "--out", str(foreign), "--no-progress"]) == 2
+    assert (foreign / "keep.txt").read_text() == "mine"
+
+
+# ------------------------------------------------------------------ the headline suite (tiny)
+def test_batchrl_small_suite_tiny(dataset_dir, tmp_path):
+    from benchmarks.suites import batchrl_small
+
+    d = batchrl_small.paired_difference(np.array([1.0, 2.0, 3.0]), np.array([0.0, 1.0, 3.0]))
+    assert d["mean"] == pytest.approx(2 / 3) and d["ci_low"] < d["mean"] < d["ci_high"] and d["n_states"] == 3
+    with pytest.raises(ValueError):
+        batchrl_small.paired_difference(np.zeros(1), np.zeros(1))
+    overrides = training.parse_key_values(TINY)
+    result = batchrl_small.run(dataset_dir, 6, 0, tmp_path / "out", tmp_path / "run", overrides, rollouts=2,
+                               users=50, show_progress=False)
+    assert set(result["true_value"]) == {"batchrl-mtf", "static:production"}
+    tv = result["true_value"]
+    diff = result["true_value_difference"]["mean"]
+    assert diff == pytest.approx(tv["batchrl-mtf"]["value"] - tv["static:production"]["value"])
+    assert result["beats_production"] == (result["true_value_difference"]["ci_low"] > 0)
+    for name in ("result.json", "result.md", "ab.json", "ab.md"):
+        assert (tmp_path / "out" / name).is_file()
+    # a second call resumes the finished run instead of retraining it
+    again = batchrl_small.run(dataset_dir, 6, 0, tmp_path / "out2", tmp_path / "run", overrides, rollouts=2,
+                              users=50, show_progress=False)
+    assert again["train"]["steps_this_call"] == 0 and again["true_value"] == result["true_value"]
