@@ -48,10 +48,7 @@ stream and shared by every state and every call, so the same observation gets th
 from __future__ import annotations
 
 import copy
-import csv
 import dataclasses
-import hashlib
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -62,17 +59,30 @@ from torch import nn
 
 from agents.base import (
     CHECKPOINT_NAME,
-    CONFIG_NAME,
     METRICS_NAME,
     CheckpointError,
     FitResult,
     MetricsLogger,
+    agent_run_fields,
+    check_checkpoint,
+    check_fit_args,
+    check_resume,
+    check_seed,
+    check_transitions,
+    config_from_dict,
+    config_json,
+    data_fingerprint,
     data_to_tensors,
     fit_loop,
     load_checkpoint,
     load_module_state,
+    load_resume_checkpoint,
+    read_run_config,
+    restoring_state,
     save_checkpoint,
-    write_json,
+    seed_from,
+    truncate_metrics as _truncate_metrics,  # noqa: F401  agents/bo.py and agents/es.py import it from here
+    write_run_config,
 )
 from agents.nets import ObsConditionedMLP
 from agents.policy import check_obs_batch
@@ -157,11 +167,7 @@ class BatchRLMTFConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "BatchRLMTFConfig":
         """Inverse of ``dataclasses.asdict``; unknown keys raise ``ValueError``."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown BatchRLMTFConfig fields {unknown}")
-        return cls(**values)
+        return config_from_dict(cls, values)
 
 
 class Batch(NamedTuple):
@@ -201,31 +207,6 @@ class BCQNetworks(nn.Module):
                 (self.perturbation_target, self.perturbation)]
 
 
-def _seed_from(seq: np.random.SeedSequence) -> int:
-    return int(seq.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))  # torch seeds are < 2**63
-
-
-def _fingerprint(data: TransitionArrays) -> str:
-    """SHA-256 over the buffer's arrays, to refuse resuming on different data."""
-    digest = hashlib.sha256()
-    for field in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts"):
-        digest.update(np.ascontiguousarray(getattr(data, field)).tobytes())
-    return digest.hexdigest()
-
-
-def _truncate_metrics(path: Path, last_step: int) -> None:
-    """Drop metric rows logged after ``last_step`` (written after the checkpoint we resume from)."""
-    if not path.exists():
-        return
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
-    if not rows:
-        return
-    kept = [rows[0]] + [row for row in rows[1:] if row and int(float(row[0])) <= last_step]
-    with open(path, "w", newline="") as fh:
-        csv.writer(fh).writerows(kept)
-
-
 class BatchRLMTF:
     """The BatchRL-MTF agent; after ``fit`` (or ``load``) it is a :class:`agents.policy.Policy`.
 
@@ -260,14 +241,12 @@ class BatchRLMTF:
     # ------------------------------------------------------------------ construction
     def _build(self, obs_dim: int, action_dim: int, seed: int) -> None:
         """Fresh networks, optimisers and random streams for ``seed``."""
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-        self.obs_dim, self.action_dim, self.seed, self.step = int(obs_dim), int(action_dim), int(seed), 0
-        init_seq, train_seq, act_seq = np.random.SeedSequence(int(seed)).spawn(3)
-        init_gen = torch.Generator().manual_seed(_seed_from(init_seq))  # CPU: same weights on any device
+        self.obs_dim, self.action_dim, self.seed, self.step = int(obs_dim), int(action_dim), check_seed(seed), 0
+        init_seq, train_seq, act_seq = np.random.SeedSequence(self.seed).spawn(3)
+        init_gen = torch.Generator().manual_seed(seed_from(init_seq))  # CPU: same weights on any device
         self.nets = BCQNetworks(self.obs_dim, self.action_dim, self.config, init_gen).to(self.device)
-        self.generator = torch.Generator(device=self.device).manual_seed(_seed_from(train_seq))
-        act_gen = torch.Generator().manual_seed(_seed_from(act_seq))
+        self.generator = torch.Generator(device=self.device).manual_seed(seed_from(train_seq))
+        act_gen = torch.Generator().manual_seed(seed_from(act_seq))
         n, latent = self.config.n_action_samples, self.nets.latent_dim
         self._act_latent = self._prior_latent((n, latent), act_gen).to(self.device)  # (n, latent)
         self._workspace = None
@@ -447,33 +426,23 @@ class BatchRLMTF:
 
         Without ``resume`` every call starts from freshly initialised networks.
         """
-        n_steps = self.config.n_steps if n_steps is None else int(n_steps)
-        if n_steps < 1:
-            raise ValueError(f"n_steps must be >= 1, got {n_steps}")
-        if log_every < 1 or checkpoint_every < 0:
-            raise ValueError(f"log_every must be >= 1 and checkpoint_every >= 0, got {log_every}, {checkpoint_every}")
-        if resume and out_dir is None:
-            raise ValueError("resume=True needs the out_dir holding the checkpoint")
+        n_steps = check_fit_args(n_steps, self.config.n_steps, log_every=log_every,
+                                 checkpoint_every=checkpoint_every, resume=resume, out_dir=out_dir)
         out = Path(out_dir) if out_dir is not None else None
         checkpoint_path = out / CHECKPOINT_NAME if out is not None else None
         self.prepare(data, seed)
-        if resume and checkpoint_path.exists():
-            state = load_checkpoint(checkpoint_path)
-            self._check_resumable(state)
+        state = load_resume_checkpoint(checkpoint_path, resume)
+        if state is not None:
+            check_resume(state, self._run_identity(), self.config)
             self._load_state(state, checkpoint_path, training=True)
             if self.step > n_steps:
                 raise ValueError(f"checkpoint is at step {self.step}, beyond n_steps={n_steps}")
-        else:
-            resume = False
         self._log_every, self._n_steps = int(log_every), n_steps
 
         logger = None
         if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
             self._write_config(out)
-            if resume:
-                _truncate_metrics(out / METRICS_NAME, self.step)
-            logger = MetricsLogger(out / METRICS_NAME, resume=resume)
+            logger = MetricsLogger(out / METRICS_NAME, resume=state is not None, last_step=self.step)
         try:
             return fit_loop(
                 self._train_step,
@@ -492,13 +461,11 @@ class BatchRLMTF:
     def prepare(self, data: TransitionArrays, seed: int) -> "BatchRLMTF":
         """Fresh networks, optimisers and random streams for ``seed``, and the replay buffer of ``data``
         on the device, ready for :meth:`train_step` (``fit`` calls this; benchmarks call it directly)."""
-        if not isinstance(data, TransitionArrays):
-            raise ValueError(f"data must be a TransitionArrays, got {type(data).__name__}")
         buffer = self._buffer_of(data)
         self._build(data.obs_dim, data.action_dim, seed)
         self._buffer = {k: v.to(self.device) for k, v in data_to_tensors(buffer).items()}
         self._n_buffer = len(buffer)
-        self._fingerprint = _fingerprint(buffer)
+        self._fingerprint = data_fingerprint(buffer)
         self._metric_sums, self._metric_count = {}, 0
         self._log_every, self._n_steps = 1, None
         return self
@@ -510,20 +477,12 @@ class BatchRLMTF:
         return self._train_step(self.step)
 
     def _buffer_of(self, data: TransitionArrays) -> TransitionArrays:
-        """The replay buffer: the last ``buffer_size`` transitions, validated."""
-        if len(data) < 1:
-            raise ValueError("data holds no transitions")
-        if data.action_dim < 1 or data.obs_dim < 1:
-            raise ValueError(f"data has obs_dim {data.obs_dim} and action_dim {data.action_dim}")
+        """The replay buffer: the last ``buffer_size`` transitions, validated (:func:`check_transitions`)."""
+        if not isinstance(data, TransitionArrays):
+            raise ValueError(f"data must be a TransitionArrays, got {type(data).__name__}")
         n = min(len(data), self.config.buffer_size)
         buffer = TransitionArrays(*(getattr(data, f.name)[-n:] for f in dataclasses.fields(TransitionArrays)))
-        for name in ("observations", "actions", "rewards", "next_observations"):
-            if not np.all(np.isfinite(getattr(buffer, name))):
-                raise ValueError(f"data.{name} holds NaN or infinite values")
-        if np.abs(buffer.actions).max() > 1.0:
-            raise ValueError(
-                f"data.actions must lie in [-1, 1] (the decoder's tanh range), max |a| = {np.abs(buffer.actions).max()}"
-            )
+        check_transitions(buffer)
         return buffer
 
     # ------------------------------------------------------------------ acting
@@ -556,75 +515,49 @@ class BatchRLMTF:
         """Flat ``{"<network>.<parameter>": tensor}`` of every network, targets included."""
         return dict(self._require_nets().state_dict())
 
+    def _run_identity(self) -> dict[str, Any]:
+        """What a checkpoint must share with this run to be resumed (besides the config)."""
+        return {
+            "seed": self.seed, "obs_dim": self.obs_dim, "action_dim": self.action_dim,
+            "data_fingerprint": getattr(self, "_fingerprint", ""), "device_type": self.device.type,
+        }
+
     def _checkpoint_state(self) -> dict[str, Any]:
         return {
             "format": CHECKPOINT_FORMAT,
             "algo": ALGO_NAME,
             "step": self.step,
-            "seed": self.seed,
-            "obs_dim": self.obs_dim,
-            "action_dim": self.action_dim,
-            "config": json.dumps(asdict(self.config), sort_keys=True),
-            "data_fingerprint": getattr(self, "_fingerprint", ""),
+            **self._run_identity(),
+            "config": config_json(self.config),
             "nets": {k: v.detach().cpu() for k, v in self.nets.state_dict().items()},
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
             "generator": self.generator.get_state(),
-            "device_type": self.device.type,
         }
-
-    def _check_resumable(self, state: dict[str, Any]) -> None:
-        own = {
-            "seed": self.seed, "obs_dim": self.obs_dim, "action_dim": self.action_dim,
-            "data_fingerprint": self._fingerprint, "device_type": self.device.type,
-        }
-        for key, value in own.items():
-            if state.get(key) != value:
-                raise ValueError(f"cannot resume: checkpoint has {key}={state.get(key)!r}, this run has {value!r}")
-        try:  # n_steps is only fit's default; the run length is fit's n_steps argument
-            saved = {k: v for k, v in json.loads(state["config"]).items() if k != "n_steps"}
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError("checkpoint has no readable 'config'") from None
-        current = {k: v for k, v in json.loads(json.dumps(asdict(self.config))).items() if k != "n_steps"}
-        if saved != current:
-            changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-            raise ValueError(f"cannot resume: the config differs from the checkpoint's in {changed}")
 
     def _load_state(self, state: dict[str, Any], path: Path, training: bool) -> None:
         """Load networks (and for ``training`` the optimisers, generator and step) from ``state``."""
-        for key in ("format", "step", "nets", "optimizers", "generator"):
-            if key not in state:
-                raise CheckpointError(f"{path} is not a BatchRL-MTF checkpoint (no '{key}')")
-        if state["format"] != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{path} has format {state['format']!r}, expected {CHECKPOINT_FORMAT!r}")
+        check_checkpoint(state, path, CHECKPOINT_FORMAT, ("step", "nets", "optimizers", "generator"),
+                         "a BatchRL-MTF checkpoint")
         if not isinstance(state["nets"], dict):
             raise CheckpointError(f"{path}: 'nets' is not a state dict")
         load_module_state(self.nets, state["nets"], f"{path} networks")
         if not training:
             return
-        try:
+        with restoring_state(path):
             for name, opt in self.optimizers.items():
                 opt.load_state_dict(state["optimizers"][name])
             self.generator.set_state(state["generator"])
-        except (KeyError, ValueError, RuntimeError, TypeError) as exc:
-            raise CheckpointError(f"{path}: optimiser or generator state does not fit ({exc})") from None
         self.step = int(state["step"])
 
     def _write_config(self, run_dir: Path) -> None:
-        write_json(run_dir / CONFIG_NAME, {
-            "algo": ALGO_NAME,
-            "config": asdict(self.config),
-            "obs_dim": self.obs_dim,
-            "action_dim": self.action_dim,
-            "seed": self.seed,
-        })
+        write_run_config(run_dir, ALGO_NAME, config=asdict(self.config), obs_dim=self.obs_dim,
+                         action_dim=self.action_dim, seed=self.seed)
 
     def save(self, run_dir: str | Path) -> None:
         """Write ``config.json`` and ``checkpoint.pt`` (complete training state) into ``run_dir``."""
         self._require_nets()
-        run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self._write_config(run_dir)
-        save_checkpoint(run_dir / CHECKPOINT_NAME, self._checkpoint_state())
+        self._write_config(Path(run_dir))
+        save_checkpoint(Path(run_dir) / CHECKPOINT_NAME, self._checkpoint_state())
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str | None = None) -> "BatchRLMTF":
@@ -634,20 +567,8 @@ class BatchRLMTF:
         missing, foreign, truncated, unsafe (pickled code is never executed) or mismatched file.
         """
         run_dir = Path(run_dir)
-        config_path = run_dir / CONFIG_NAME
-        try:
-            meta = json.loads(config_path.read_text())
-            if meta.get("algo") != ALGO_NAME:
-                raise CheckpointError(f"{config_path} is for algo {meta.get('algo')!r}, not {ALGO_NAME!r}")
-            values = dict(meta["config"])
-            if device is not None:
-                values["device"] = device
-            config = BatchRLMTFConfig.from_dict(values)
-            obs_dim, action_dim, seed = int(meta["obs_dim"]), int(meta["action_dim"]), int(meta["seed"])
-        except CheckpointError:
-            raise
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"{config_path} is not a BatchRL-MTF run config ({type(exc).__name__}: {exc})") from None
+        config, obs_dim, action_dim, seed = read_run_config(
+            run_dir, ALGO_NAME, lambda meta: agent_run_fields(meta, BatchRLMTFConfig, device))
         state = load_checkpoint(run_dir / CHECKPOINT_NAME)
         agent = cls(config)
         agent._build(obs_dim, action_dim, seed)

@@ -75,16 +75,28 @@ from torch import nn
 
 from agents.base import (
     CHECKPOINT_NAME,
-    CONFIG_NAME,
     METRICS_NAME,
     CheckpointError,
     FitResult,
     MetricsLogger,
+    agent_run_fields,
+    check_checkpoint,
+    check_fit_args,
+    check_resume,
+    check_seed,
+    check_transitions,
+    config_from_dict,
+    config_json,
+    data_fingerprint,
     fit_loop,
     load_checkpoint,
     load_module_state,
+    load_resume_checkpoint,
+    read_run_config,
+    restoring_state,
     save_checkpoint,
-    write_json,
+    seed_from,
+    write_run_config,
 )
 from agents.baseline_settings import (
     OFFLINE_BATCH_SIZE,
@@ -93,7 +105,6 @@ from agents.baseline_settings import (
     UWAC_N_DROPOUT_SAMPLES,
     UWAC_WEIGHT_FORM,
 )
-from agents.batchrl_mtf import _fingerprint, _seed_from, _truncate_metrics
 from agents.policy import check_obs_batch
 from mtf_env.transitions import TransitionArrays
 
@@ -139,11 +150,7 @@ class OfflineAgentConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]):
         """Inverse of ``dataclasses.asdict``; unknown keys raise ``ValueError``."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} fields {unknown}")
-        return cls(**values)
+        return config_from_dict(cls, values)
 
 
 @dataclass(frozen=True)
@@ -285,20 +292,6 @@ def _set_torch_rng_state(state: dict[str, torch.Tensor], device: str) -> None:
         torch.cuda.set_rng_state(state["cuda"], dev.index or 0)
 
 
-def _check_data(data: TransitionArrays) -> None:
-    """Refuse data d3rlpy would silently mistrain on (NaN, actions outside the tanh range)."""
-    if not isinstance(data, TransitionArrays):
-        raise ValueError(f"data must be a TransitionArrays, got {type(data).__name__}")
-    if len(data) < 1:
-        raise ValueError("data holds no transitions")
-    for name in ("observations", "actions", "rewards", "next_observations"):
-        if not np.all(np.isfinite(getattr(data, name))):
-            raise ValueError(f"data.{name} holds NaN or infinite values")
-    if np.abs(data.actions).max() > 1.0:
-        raise ValueError(f"data.actions must lie in [-1, 1] (the policies' tanh range), "
-                         f"max |a| = {np.abs(data.actions).max()}")
-
-
 # --------------------------------------------------------------------------- the agent
 class D3rlpyOfflineAgent:
     """An offline d3rlpy algorithm behind the agent API; subclasses name the algorithm.
@@ -351,13 +344,11 @@ class D3rlpyOfflineAgent:
 
         Call inside :func:`_torch_rng_scope`: it seeds torch's global generator.
         """
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-        self.obs_dim, self.action_dim, self.seed, self.step = int(obs_dim), int(action_dim), int(seed), 0
-        torch_seq, batch_seq = np.random.SeedSequence(int(seed)).spawn(2)
-        torch.manual_seed(_seed_from(torch_seq))
+        self.obs_dim, self.action_dim, self.seed, self.step = int(obs_dim), int(action_dim), check_seed(seed), 0
+        torch_seq, batch_seq = np.random.SeedSequence(self.seed).spawn(2)
+        torch.manual_seed(seed_from(torch_seq))
         if torch.device(self.config.device).type == "cuda":
-            torch.cuda.manual_seed(_seed_from(torch_seq))
+            torch.cuda.manual_seed(seed_from(torch_seq))
         self.algo = self.d3rlpy_config.create(device=_d3rlpy_device(self.config.device))
         self.algo.create_impl((self.obs_dim,), self.action_dim)
         self._batch_rng = np.random.Generator(np.random.PCG64(batch_seq))
@@ -403,15 +394,11 @@ class D3rlpyOfflineAgent:
 
         Without ``resume`` every call starts from freshly initialised networks.
         """
-        n_steps = self.config.n_steps if n_steps is None else int(n_steps)
-        if n_steps < 1:
-            raise ValueError(f"n_steps must be >= 1, got {n_steps}")
-        if log_every < 1 or checkpoint_every < 0 or q_stats_every < 1:
-            raise ValueError(f"log_every and q_stats_every must be >= 1 and checkpoint_every >= 0, got "
-                             f"{log_every}, {q_stats_every}, {checkpoint_every}")
-        if resume and out_dir is None:
-            raise ValueError("resume=True needs the out_dir holding the checkpoint")
-        _check_data(data)
+        n_steps = check_fit_args(n_steps, self.config.n_steps, log_every=log_every,
+                                 checkpoint_every=checkpoint_every, resume=resume, out_dir=out_dir)
+        if q_stats_every < 1:
+            raise ValueError(f"q_stats_every must be >= 1, got {q_stats_every}")
+        check_transitions(data)
         out = Path(out_dir) if out_dir is not None else None
         checkpoint_path = out / CHECKPOINT_NAME if out is not None else None
 
@@ -422,22 +409,17 @@ class D3rlpyOfflineAgent:
         with _torch_rng_scope(self.config.device):
             self._build(data.obs_dim, data.action_dim, seed)
             self._set_data(data)
-            if resume and checkpoint_path.exists():
-                state = load_checkpoint(checkpoint_path)
-                self._check_resumable(state)
+            state = load_resume_checkpoint(checkpoint_path, resume)
+            if state is not None:
+                check_resume(state, {"algo": self.algo_name, **self._run_identity()}, self.config)
                 self._restore(state, checkpoint_path)
                 if self.step > n_steps:
                     raise ValueError(f"checkpoint is at step {self.step}, beyond n_steps={n_steps}")
-            else:
-                resume = False
             self._log_every, self._q_stats_every, self._n_steps = int(log_every), int(q_stats_every), n_steps
             logger = None
             if out is not None:
-                out.mkdir(parents=True, exist_ok=True)
                 self._write_config(out)
-                if resume:
-                    _truncate_metrics(out / METRICS_NAME, self.step)
-                logger = MetricsLogger(out / METRICS_NAME, resume=resume)
+                logger = MetricsLogger(out / METRICS_NAME, resume=state is not None, last_step=self.step)
             try:
                 result = fit_loop(
                     self._train_step,
@@ -467,7 +449,7 @@ class D3rlpyOfflineAgent:
             "next_actions": np.zeros((b, data.action_dim), np.float32),  # SARSA-only field, unused here
             "intervals": np.ones((b, 1), np.float32),  # one request between s and s'
         }
-        self._fingerprint = _fingerprint(data)
+        self._fingerprint = data_fingerprint(data)
 
     def sample_batch(self):
         """One ``d3rlpy.dataset.TransitionMiniBatch`` of ``batch_size`` uniform draws (with replacement)."""
@@ -543,6 +525,11 @@ class D3rlpyOfflineAgent:
         modules, _ = self._named_modules()
         return {f"{name}.{k}": v for name, module in modules.items() for k, v in module.state_dict().items()}
 
+    def _run_identity(self) -> dict[str, Any]:
+        """What a checkpoint must share with this run to be resumed (besides the algorithm and config)."""
+        return {"seed": self.seed, "obs_dim": self.obs_dim, "action_dim": self.action_dim,
+                "data_fingerprint": self._fingerprint, "device_type": torch.device(self.config.device).type}
+
     def _checkpoint_state(self) -> dict[str, Any]:
         modules, optimizers = self._named_modules()
         return {
@@ -550,40 +537,19 @@ class D3rlpyOfflineAgent:
             "algo": self.algo_name,
             "step": self.step,
             "grad_step": int(self.algo.grad_step),
-            "seed": self.seed,
-            "obs_dim": self.obs_dim,
-            "action_dim": self.action_dim,
-            "config": json.dumps(asdict(self.config), sort_keys=True),
-            "data_fingerprint": self._fingerprint,
+            **self._run_identity(),
+            "config": config_json(self.config),
             "modules": {name: {k: v.detach().cpu() for k, v in m.state_dict().items()} for name, m in modules.items()},
             "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
             "batch_rng": self._batch_rng.bit_generator.state,
             "torch_rng": self._rng_state,
-            "device_type": torch.device(self.config.device).type,
         }
-
-    def _check_resumable(self, state: dict[str, Any]) -> None:
-        own = {"algo": self.algo_name, "seed": self.seed, "obs_dim": self.obs_dim, "action_dim": self.action_dim,
-               "data_fingerprint": self._fingerprint, "device_type": torch.device(self.config.device).type}
-        for key, value in own.items():
-            if state.get(key) != value:
-                raise ValueError(f"cannot resume: checkpoint has {key}={state.get(key)!r}, this run has {value!r}")
-        try:  # n_steps is only fit's default; the run length is fit's n_steps argument
-            saved = {k: v for k, v in json.loads(state["config"]).items() if k != "n_steps"}
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError("checkpoint has no readable 'config'") from None
-        current = {k: v for k, v in json.loads(json.dumps(asdict(self.config))).items() if k != "n_steps"}
-        if saved != current:
-            changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-            raise ValueError(f"cannot resume: the config differs from the checkpoint's in {changed}")
 
     def _restore(self, state: dict[str, Any], path: Path) -> None:
         """Load networks, optimisers, step counters and generator states from ``state``."""
-        for key in ("format", "algo", "step", "grad_step", "modules", "optimizers", "batch_rng", "torch_rng"):
-            if key not in state:
-                raise CheckpointError(f"{path} is not an offline-baseline checkpoint (no '{key}')")
-        if state["format"] != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{path} has format {state['format']!r}, expected {CHECKPOINT_FORMAT!r}")
+        check_checkpoint(state, path, CHECKPOINT_FORMAT,
+                         ("algo", "step", "grad_step", "modules", "optimizers", "batch_rng", "torch_rng"),
+                         "an offline-baseline checkpoint")
         if state["algo"] != self.algo_name:
             raise CheckpointError(f"{path} holds a {state['algo']!r} checkpoint, not {self.algo_name!r}")
         modules, optimizers = self._named_modules()
@@ -593,38 +559,30 @@ class D3rlpyOfflineAgent:
                                   f" do not match {self.algo_name}'s {sorted(modules)}")
         for name, module in modules.items():
             load_module_state(module, saved_modules[name], f"{path} network '{name}'")
-        try:
+        with restoring_state(path):
             for name, opt in optimizers.items():
                 opt.load_state_dict(saved_optims[name])
             self._batch_rng.bit_generator.state = state["batch_rng"]
             self._rng_state = state["torch_rng"]
             _set_torch_rng_state(self._rng_state, self.config.device)
-        except (KeyError, ValueError, RuntimeError, TypeError) as exc:
-            raise CheckpointError(f"{path}: optimiser or generator state does not fit ({exc})") from None
         self.step = int(state["step"])
         self.algo.set_grad_step(int(state["grad_step"]))
 
     def _write_config(self, run_dir: Path) -> None:
         import d3rlpy
 
-        write_json(run_dir / CONFIG_NAME, {
-            "algo": self.algo_name,
-            "config": asdict(self.config),
-            "obs_dim": self.obs_dim,
-            "action_dim": self.action_dim,
-            "seed": self.seed,
-            "library": {"name": "d3rlpy", "version": d3rlpy.__version__,
-                        "algorithm": type(self.algo).__name__,
-                        "config": json.loads(self.d3rlpy_config.serialize())},
-        })
+        write_run_config(
+            run_dir, self.algo_name, config=asdict(self.config), obs_dim=self.obs_dim, action_dim=self.action_dim,
+            seed=self.seed, library={"name": "d3rlpy", "version": d3rlpy.__version__,
+                                     "algorithm": type(self.algo).__name__,
+                                     "config": json.loads(self.d3rlpy_config.serialize())},
+        )
 
     def save(self, run_dir: str | Path) -> None:
         """Write ``config.json`` and ``checkpoint.pt`` (the complete training state) into ``run_dir``."""
         self._require_algo()
-        run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self._write_config(run_dir)
-        save_checkpoint(run_dir / CHECKPOINT_NAME, self._checkpoint_state())
+        self._write_config(Path(run_dir))
+        save_checkpoint(Path(run_dir) / CHECKPOINT_NAME, self._checkpoint_state())
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str | None = None):
@@ -635,21 +593,8 @@ class D3rlpyOfflineAgent:
         executed) or mismatched file.
         """
         run_dir = Path(run_dir)
-        config_path = run_dir / CONFIG_NAME
-        try:
-            meta = json.loads(config_path.read_text())
-            if not isinstance(meta, dict) or meta.get("algo") != cls.algo_name:
-                algo = meta.get("algo") if isinstance(meta, dict) else None
-                raise CheckpointError(f"{config_path} is for algo {algo!r}, not {cls.algo_name!r}")
-            values = dict(meta["config"])
-            if device is not None:
-                values["device"] = device
-            config = cls.config_class.from_dict(values)
-            obs_dim, action_dim, seed = int(meta["obs_dim"]), int(meta["action_dim"]), int(meta["seed"])
-        except CheckpointError:
-            raise
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"{config_path} is not a {cls.algo_name} run config ({type(exc).__name__}: {exc})") from None
+        config, obs_dim, action_dim, seed = read_run_config(
+            run_dir, cls.algo_name, lambda meta: agent_run_fields(meta, cls.config_class, device))
         state = load_checkpoint(run_dir / CHECKPOINT_NAME)
         agent = cls(config)
         with _torch_rng_scope(config.device):  # building initialises weights from the global generator

@@ -47,11 +47,14 @@ import torch
 from torch import nn
 
 from agents.base import (
+    CHECKPOINT_NAME,
     CONFIG_NAME,
     METRICS_NAME,
     CheckpointError,
     FitResult,
     MetricsLogger,
+    check_checkpoint,
+    check_transitions,
     fit_loop,
     load_checkpoint,
     load_module_state,
@@ -69,6 +72,8 @@ from mtf_env.transitions import TransitionArrays
 OBS_STD_EPS = 1e-3
 #: Tolerance on the action box: a policy action outside [-1 - tol, 1 + tol] is refused.
 ACTION_BOUND_TOL = 1e-4
+#: Format tag of a :class:`ConservativeFQE` checkpoint.
+CHECKPOINT_FORMAT = "conservative_fqe/v1"
 
 
 @dataclass(frozen=True)
@@ -205,20 +210,6 @@ def bootstrap_summary(values: np.ndarray, n_bootstrap: int, ci_level: float, see
     }
 
 
-def _check_data(data: TransitionArrays) -> None:
-    if not isinstance(data, TransitionArrays):
-        raise ValueError(f"data must be a TransitionArrays, got {type(data).__name__}")
-    if len(data) == 0:
-        raise ValueError("data holds no transitions")
-    if data.next_observations.shape != data.observations.shape:
-        raise ValueError(
-            f"next_observations have shape {data.next_observations.shape}, observations {data.observations.shape}"
-        )
-    for name in ("observations", "actions", "rewards", "next_observations"):
-        if not np.all(np.isfinite(getattr(data, name))):
-            raise ValueError(f"data.{name} holds non-finite values (NaN/inf)")
-
-
 def _bootstrap_seed(seed: int) -> int:
     # An independent stream for the bootstrap, derived from the estimator's seed.
     return int(np.random.SeedSequence([seed, 0xB007]).generate_state(1)[0])
@@ -326,7 +317,7 @@ class ConservativeFQE:
         Speed is recorded in ``self.fit_stats`` (``steps_per_s``, ``policy_eval_s``).
         """
         cfg = self.config
-        _check_data(data)
+        check_transitions(data, actions_in_box=False)
         obs_dim, a_dim = data.obs_dim, data.action_dim
 
         t0 = time.perf_counter()
@@ -402,7 +393,7 @@ class ConservativeFQE:
         self.fit_stats = {"policy_eval_s": policy_eval_s, "train_s": train_s,
                           "steps_per_s": cfg.n_steps / max(train_s, 1e-9)}
         if out is not None:
-            self.save(out / "checkpoint.pt")
+            self.save(out / CHECKPOINT_NAME)
         return result
 
     # -- estimation -------------------------------------------------------------------------
@@ -452,7 +443,7 @@ class ConservativeFQE:
         if self.q_net is None:
             raise ValueError("the estimator is not fitted: nothing to save")
         save_checkpoint(Path(path), {
-            "format": "conservative_fqe/v1",
+            "format": CHECKPOINT_FORMAT,
             "seed": self.seed,
             "config": {k: list(v) if isinstance(v, tuple) else v for k, v in self.config.to_dict().items()},
             "obs_dim": self.q_net.obs_dim,
@@ -464,8 +455,8 @@ class ConservativeFQE:
     def load(cls, path: str | Path) -> "ConservativeFQE":
         """Restore a fitted estimator written by :meth:`save` (``torch.load(weights_only=True)``)."""
         state = load_checkpoint(Path(path))
-        if state.get("format") != "conservative_fqe/v1":
-            raise CheckpointError(f"{path} is not a Conservative-OPEstimator checkpoint (format {state.get('format')!r})")
+        check_checkpoint(state, path, CHECKPOINT_FORMAT, ("seed", "config", "obs_dim", "action_dim", "q_net"),
+                         "a Conservative-OPEstimator checkpoint")
         try:
             config = ConservativeFQEConfig(**{k: tuple(v) if k == "hidden_sizes" else v
                                               for k, v in state["config"].items()})
@@ -553,7 +544,7 @@ class D3rlpyFQE:
         from d3rlpy.logging import FileAdapterFactory, NoopAdapterFactory
 
         cfg = self.config
-        _check_data(data)
+        check_transitions(data, actions_in_box=False)
         dataset = to_d3rlpy_dataset(data)
         scaler = None
         if cfg.normalize_observations:
