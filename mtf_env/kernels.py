@@ -127,6 +127,13 @@ def _step_rows(order, active, action, alpha_low, alpha_high, u_cand, u_resp, cel
     n_lut = retrieval_lut.shape[1]
     n_pool = popular_pool.shape[0]
     h_top, h_stats, s_stats, s_top = layout[0], layout[1], layout[2], layout[3]
+    # scratch space for every row, allocated once (allocating inside the row loop costs more
+    # than the scoring itself)
+    alpha_all = np.empty((n_rows, N_TASKS), np.float64)
+    cand_all = np.empty((n_rows, k_cand), np.int64)
+    scores_all = np.empty((n_rows, k_cand), np.float64)
+    top_score_all = np.empty((n_rows, page), np.float64)
+    top_item_all = np.empty((n_rows, page), np.int64)
     for i in nb.prange(n_rows):
         b = order[i]
         if not active[b]:
@@ -142,13 +149,13 @@ def _step_rows(order, active, action, alpha_low, alpha_high, u_cand, u_resp, cel
             term_out[b] = False
             trunc_out[b] = False
             continue
-        alpha = np.empty(N_TASKS, np.float64)
+        alpha = alpha_all[b]
         for t in range(N_TASKS):
             a = min(max(action[b, t], -1.0), 1.0)
             alpha[t] = alpha_low[t] + (a + 1.0) * 0.5 * (alpha_high[t] - alpha_low[t])
         # ---- retrieval and scoring in one branch-light pass (independent table loads overlap)
-        cand = np.empty(k_cand, np.int64)
-        scores = np.empty(k_cand, np.float64)
+        cand = cand_all[b]
+        scores = scores_all[b]
         row0 = cell[b] * n_items
         for j in range(k_cand):
             x = u_cand[b, j]
@@ -165,8 +172,11 @@ def _step_rows(order, active, action, alpha_low, alpha_high, u_cand, u_resp, cel
                 s += score_table[row0 + item, t] * alpha[t]
             scores[j] = s
         # ---- fusion: keep the top `page`, best first (earlier candidates win exact ties)
-        top_score = np.full(page, -np.inf)
-        top_item = np.zeros(page, np.int64)
+        top_score = top_score_all[b]
+        top_item = top_item_all[b]
+        for l in range(page):
+            top_score[l] = -np.inf
+            top_item[l] = 0
         for j in range(k_cand):
             s = scores[j]
             if s > top_score[page - 1]:
