@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "benchmarks.diagnose",
     "benchmarks.bench_sim",
     "benchmarks.data_cli",
+    "benchmarks.ope_cli",
     "benchmarks.train_cli",
 )
 

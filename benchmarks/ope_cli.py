@@ -1,0 +1,238 @@
+"""``mtf-bench ope``: the Conservative-OPEstimator's value of policies on a logged dataset's test split.
+
+Example::
+
+    mtf-bench ope --policy static:production --policy runs/batchrl-mtf__small__0 \\
+        --data datasets/small --alpha-c 0.5e-3 --steps 5000 --seed 0 --out results/ope/ope.json
+
+For every ``--policy`` (specs of :func:`agents.registry.load_policy`: ``static:NAME``, a
+weights JSON, a trained run directory) the estimator (:class:`agents.ope.ConservativeFQE`) is
+fitted on the dataset's **test** split (the paper's last 10% of sessions, its offline
+evaluation data) and ``V(pi_e)`` is the mean of ``Q(s0, pi_e(s0))`` over ``--n-initial``
+session-start states of that split, with a percentile bootstrap interval over those states
+(it reflects which states were drawn, not the error of the fitted Q-function).
+``--alpha-c 0`` is plain FQE. The defaults are the paper's settings (m 512, n 5000, gamma
+0.95, alpha_c 0.5e-3, K 5000, lr 1e-4); on a small shared CPU use fewer ``--steps`` and a
+smaller ``--hidden``.
+
+Writes ``--out`` (JSON: settings, dataset, one entry per policy with value, interval,
+fit time) and the same name with ``.md`` (a Markdown table), and prints the table.
+Every spec and the dataset are checked before any fitting starts.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from agents.base import write_json
+
+#: Estimator names this module fits (``d3rlpy-fqe`` is d3rlpy's FQE, alpha_c must be 0).
+ESTIMATORS: tuple[str, ...] = ("conservative", "d3rlpy-fqe")
+
+
+@dataclass(frozen=True)
+class TestSplit:
+    """A dataset's test split prepared for the estimator.
+
+    data: TransitionArrays of the split (rewards relabelled with ``reward``);
+    initial_observations: (n, obs_dim) float32 session-start states the value averages over;
+    initial_user_ids: (n,) int64 their users (a fresh session of user ``u`` starts in exactly the
+    logged state, so :func:`benchmarks.ab.true_value` on these ids evaluates the same states);
+    dataset: the loaded :class:`mtf_env.dataset.Dataset`.
+    """
+
+    data: Any
+    initial_observations: np.ndarray
+    initial_user_ids: np.ndarray
+    dataset: Any
+
+
+def load_test_split(data_dir: str | Path, n_initial: int, seed: int, reward: Any = "default",
+                    split: str = "test") -> TestSplit:
+    """Load ``split`` of the dataset in ``data_dir`` and draw ``n_initial`` initial states.
+
+    The states are the first requests of ``min(n_initial, n_sessions)`` sessions drawn without
+    replacement with ``default_rng(seed)`` (all sessions when there are no more than
+    ``n_initial``), in session order. Raises ValueError (``DatasetError``) for a missing or
+    invalid dataset.
+    """
+    from mtf_env.dataset import load_dataset
+
+    if not isinstance(n_initial, (int, np.integer)) or n_initial < 1:
+        raise ValueError(f"the number of initial states must be a positive integer, got {n_initial!r}")
+    path = Path(data_dir)
+    if not path.is_dir():
+        raise ValueError(f"dataset directory {path} does not exist (collect one with `mtf-bench collect`)")
+    dataset = load_dataset(path, reward=reward, split=split)
+    data = dataset.transitions()
+    starts = np.flatnonzero(np.asarray(data.episode_starts, dtype=bool))
+    user_ids = np.asarray(dataset.initial_user_ids, dtype=np.int64)
+    if len(starts) != len(user_ids):
+        raise ValueError(f"{path}: {len(starts)} session starts in the requests but {len(user_ids)} sessions")
+    sessions = np.arange(len(starts))
+    if n_initial < len(starts):
+        sessions = np.sort(np.random.default_rng(np.random.SeedSequence([int(seed), 0x5E55])).choice(
+            len(starts), size=int(n_initial), replace=False))
+    return TestSplit(data=data, initial_observations=np.asarray(data.observations[starts[sessions]], np.float32),
+                     initial_user_ids=user_ids[sessions], dataset=dataset)
+
+
+def make_estimator(kind: str, config, seed: int):
+    """A fresh estimator: ``conservative`` (:class:`~agents.ope.ConservativeFQE`, any alpha_c) or
+    ``d3rlpy-fqe`` (:class:`~agents.ope.D3rlpyFQE`, alpha_c must be 0)."""
+    from agents.ope import ConservativeFQE, D3rlpyFQE
+
+    if kind == "conservative":
+        return ConservativeFQE(config, seed=seed)
+    if kind == "d3rlpy-fqe":
+        return D3rlpyFQE(config, seed=seed)
+    raise ValueError(f"unknown estimator {kind!r}; choose one of {ESTIMATORS}")
+
+
+def fit_and_estimate(kind: str, config, seed: int, data, initial_observations: np.ndarray, policy,
+                     show_progress: bool = False) -> dict[str, Any]:
+    """Fit one estimator on ``data`` for ``policy`` and estimate V(pi_e) on ``initial_observations``.
+
+    Returns the estimate's summary (``value``, ``ci_low``, ``ci_high``, ``ci_level``,
+    ``std_error``, ``n_states``, ``n_bootstrap``; no per-state values) plus ``fit_s`` (wall
+    seconds of fit + estimate) and the estimator's ``fit_stats``.
+    """
+    t0 = time.perf_counter()
+    est = make_estimator(kind, config, seed)
+    est.fit(data, policy, show_progress=show_progress)
+    summary = est.estimate(initial_observations, policy)
+    out = {k: v for k, v in summary.items() if k != "per_state_values"}
+    out["fit_s"] = time.perf_counter() - t0
+    out["fit_stats"] = dict(est.fit_stats)
+    return out
+
+
+def _parse_hidden(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(x) for x in text.replace(" ", "").split(",") if x)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--hidden must be comma-separated widths like 256,256, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"--hidden must be positive widths, got {text!r}")
+    return sizes
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from agents.ope import ConservativeFQEConfig
+
+    d = ConservativeFQEConfig()
+    p = sub.add_parser("ope", help="Conservative-OPEstimator values of policies on a dataset's test split")
+    p.add_argument("--policy", required=True, action="append", metavar="POLICY",
+                   help="policy spec (static:NAME, weights JSON, run directory); repeat for several")
+    p.add_argument("--data", required=True, type=Path, help="logged dataset directory (its test split is used)")
+    p.add_argument("--alpha-c", type=float, default=d.alpha_c, help="CQL weight alpha_c (0: plain FQE)")
+    p.add_argument("--steps", type=int, default=d.n_steps, help="gradient steps K")
+    p.add_argument("--seed", type=int, default=0, help="estimator seed (network init, batches, bootstrap, state draw)")
+    p.add_argument("--n-initial", type=int, default=d.n_initial_states, help="initial states n averaged for V")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="transitions per gradient step m")
+    p.add_argument("--lr", type=float, default=d.learning_rate, help="Adam learning rate")
+    p.add_argument("--hidden", type=_parse_hidden, default=d.hidden_sizes, help="Q-network widths, e.g. 256,256")
+    p.add_argument("--target-update-every", type=int, default=d.target_update_every,
+                   help="gradient steps between target copies")
+    p.add_argument("--gamma", type=float, default=d.gamma, help="discount")
+    p.add_argument("--n-bootstrap", type=int, default=d.n_bootstrap, help="bootstrap resamples of the initial states")
+    p.add_argument("--reward", default="default", help="reward preset the transitions are relabelled with")
+    p.add_argument("--estimator", choices=ESTIMATORS, default="conservative",
+                   help="conservative (ours, any alpha_c) or d3rlpy-fqe (d3rlpy's FQE; needs --alpha-c 0)")
+    p.add_argument("--out", required=True, type=Path, help="results JSON file (a .md table is written next to it)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.set_defaults(func=_run)
+
+
+def run_ope(policies: Sequence[str], data_dir: str | Path, config, seed: int, out: str | Path,
+            estimator: str = "conservative", n_initial: int | None = None, reward: Any = "default",
+            show_progress: bool = True) -> dict[str, Any]:
+    """Estimate every policy spec in ``policies``; write ``out`` (JSON) and ``out`` with ``.md``.
+
+    Every spec is resolved and the dataset loaded before the first fit, so a bad input fails fast.
+    Returns the result dict that was written.
+    """
+    from tqdm.auto import tqdm
+
+    from agents.registry import load_policy
+
+    if not policies:
+        raise ValueError("give at least one --policy")
+    if estimator == "d3rlpy-fqe" and config.alpha_c != 0.0:
+        raise ValueError("d3rlpy-fqe is plain FQE: use --alpha-c 0")
+    out = Path(out)
+    if out.suffix.lower() != ".json":
+        raise ValueError(f"--out must name a .json file, got {out}")
+    if out.exists() and out.is_dir():
+        raise ValueError(f"--out {out} is a directory; give a file name ending in .json")
+    resolved = []
+    for spec in policies:
+        try:
+            resolved.append((spec, load_policy(spec, seed=seed)))
+        except ValueError as exc:
+            raise ValueError(f"--policy {spec!r}: {exc}") from None
+    split = load_test_split(data_dir, n_initial if n_initial is not None else config.n_initial_states, seed, reward)
+    rows = []
+    bar = tqdm(resolved, desc="ope/policies", unit="policy", disable=not show_progress)
+    for spec, policy in bar:
+        bar.set_postfix_str(spec[-40:])
+        est = fit_and_estimate(estimator, config, seed, split.data, split.initial_observations, policy,
+                               show_progress=show_progress)
+        rows.append({"policy": spec, "stochastic": bool(getattr(policy, "stochastic", False)), **est})
+    result = {
+        "command": "mtf-bench ope",
+        "estimator": estimator,
+        "seed": int(seed),
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in config.to_dict().items()},
+        "dataset": {"path": str(data_dir), "split": "test", "reward": reward,
+                    "n_transitions": len(split.data), "n_sessions": int(split.dataset.n_sessions),
+                    "n_initial_states": int(len(split.initial_observations))},
+        "results": rows,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, result)
+    out.with_suffix(".md").write_text(markdown_table(result))
+    return result
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """The results of :func:`run_ope` as a Markdown table (value and its bootstrap interval)."""
+    cfg = result["config"]
+    level = result["results"][0]["ci_level"] if result["results"] else cfg["ci_level"]
+    lines = [
+        f"Conservative-OPEstimator ({result['estimator']}, alpha_c = {cfg['alpha_c']:g}, K = {cfg['n_steps']}, "
+        f"lr = {cfg['learning_rate']:g}, m = {cfg['batch_size']}, hidden = {cfg['hidden_sizes']}) on "
+        f"{result['dataset']['path']} (test split, {result['dataset']['n_transitions']} transitions, "
+        f"{result['dataset']['n_initial_states']} initial states), seed {result['seed']}",
+        "",
+        f"| policy | V(pi_e) | {100 * level:g}% bootstrap CI | fit s |",
+        "| --- | ---: | --- | ---: |",
+    ]
+    for r in result["results"]:
+        lines.append(f"| {r['policy']} | {r['value']:.4f} | [{r['ci_low']:.4f}, {r['ci_high']:.4f}] | {r['fit_s']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _run(args: argparse.Namespace) -> None:
+    import torch
+
+    from agents.ope import ConservativeFQEConfig
+
+    # one torch thread was measured to be fastest on the shared 2-core machine
+    torch.set_num_threads(1)
+    if not math.isfinite(args.alpha_c) or args.alpha_c < 0:
+        raise ValueError(f"--alpha-c must be >= 0, got {args.alpha_c}")
+    config = ConservativeFQEConfig(alpha_c=args.alpha_c, n_steps=args.steps, batch_size=args.batch_size,
+                                   learning_rate=args.lr, hidden_sizes=args.hidden,
+                                   target_update_every=args.target_update_every, gamma=args.gamma,
+                                   n_bootstrap=args.n_bootstrap, n_initial_states=args.n_initial)
+    result = run_ope(args.policy, args.data, config, args.seed, args.out, estimator=args.estimator,
+                     n_initial=args.n_initial, reward=args.reward, show_progress=not args.no_progress)
+    print(markdown_table(result), end="")
+    print(f"results -> {args.out}, {Path(args.out).with_suffix('.md')}")

@@ -1,0 +1,699 @@
+"""Issue 7's validation harness: the Conservative-OPEstimator judged against the simulator's true values.
+
+::
+
+    mtf-bench collect --preset small --out datasets/small      # if absent
+    python -m benchmarks.suites.ope_validation --data datasets/small --out results/ope_validation
+
+What it does (every step writes files; a rerun with the same settings reuses finished fits):
+
+1. **Data**: the dataset's *test* split (the paper fits the estimator on its held-out last 10%),
+   rewards relabelled with the default reward, and ``n_initial`` of its session-start states
+   (all 5,000 of ``small``). A fresh session of the logged user starts in exactly the logged
+   state; the harness checks that on the simulator (``initial_state_max_abs_diff``).
+2. **Zoo** (:mod:`benchmarks.policy_zoo`): presets, seeded random statics, per-state hash-noise
+   variants, degraded and corner statics, every loadable deterministic run under ``--runs``,
+   and a quickly trained **unconstrained TD3** (small networks, a few thousand steps on the
+   *train* split, :class:`agents.offline_d3rlpy.TD3Agent`) when ``--runs`` holds no ``td3`` run.
+   Each member gets its **OOD distance** (mean distance of its actions on the test states to the
+   nearest logged action) and is *OOD-heavy* above :func:`benchmarks.policy_zoo.ood_threshold`.
+3. **Truth** (:func:`benchmarks.ab.true_value`): the expected discounted session return (gamma
+   0.95) from the same initial states (the split's users), ``n_rollouts`` sessions each, the
+   same seed for every policy (common random numbers, so differences between policies carry
+   less noise than the values).
+4. **Estimates**: for every member, ``conservative`` (alpha_c = 0.5e-3), ``fqe`` (our estimator
+   with alpha_c = 0) and ``d3rlpy-fqe`` (d3rlpy's FQE), same network, steps, batch and seed;
+   then the alpha_c sweep (the conservative estimator at each ``sweep_alphas`` value).
+5. **Metrics** per estimator (DOPE's protocol, Fu et al. 2021): Spearman and Kendall rank
+   correlation with a percentile bootstrap CI over policies, normalised regret@1 and @3,
+   normalised mean absolute error, the share of estimates below the truth (all / OOD-heavy),
+   the median normalised slack ``(truth - estimate) / range``; normalisation divides by the
+   range ``max - min`` of the zoo's true values. The sweep reports the mean signed error
+   ``estimate - truth`` (raw and normalised) per alpha_c.
+6. **Files**: ``OUT/result.json``, ``OUT/result.md``, ``OUT/scatter.png`` (estimate against
+   truth, one panel per estimator, OOD-heavy marked), ``OUT/alpha_sweep.png``, ``OUT/fits/``
+   (one JSON per fit, reused by reruns with identical settings), ``OUT/truth/``.
+
+Budget: :data:`DEFAULT_SETTINGS` are reduced so the whole harness runs in about 20 minutes on a
+loaded 2-core CPU; :data:`PAPER_SETTINGS` names the paper's for people with more compute. The
+reduction keeps ``learning_rate * n_steps`` at the paper's 0.5: with Adam the CQL term lowers Q
+at off-data actions by an amount that grows with the number of steps times the step size (see
+:mod:`agents.ope`), so this keeps the size of the pessimism comparable to the paper's K and lr.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from agents.base import write_json
+
+#: Targets of issue 7 for the conservative estimator.
+TARGETS = {"spearman_min": 0.8, "regret_at_1_max": 0.1, "ood_share_below_min": 0.9, "ood_median_slack_max": 0.2}
+#: Estimators of the side-by-side comparison: name -> (kind, alpha_c or None for the main value).
+MAIN_ESTIMATORS: dict[str, tuple[str, float | None]] = {
+    "conservative": ("conservative", None),  # alpha_c = settings.alpha_c
+    "fqe": ("conservative", 0.0),
+    "d3rlpy-fqe": ("d3rlpy-fqe", 0.0),
+}
+#: Reference result quoted by the issue: FQE's Spearman over 76 continuous-control policies (DOPE).
+DOPE_FQE_SPEARMAN = 0.68
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    """Settings of the harness (defaults: the reduced budget; see :data:`PAPER_SETTINGS`)."""
+
+    n_steps: int = 500
+    """K, gradient steps per estimator fit (paper: 5000)."""
+    learning_rate: float = 1e-3
+    """Adam learning rate (paper: 1e-4); lr * K = 0.5 as in the paper."""
+    batch_size: int = 256
+    """m, transitions per gradient step (paper: 512)."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Q-network widths (estimator default 256-256)."""
+    target_update_every: int = 50
+    """Gradient steps between target copies (d3rlpy default 100); K / this = Bellman backups."""
+    alpha_c: float = 0.5e-3
+    """CQL weight of the conservative estimator (paper: 0.5e-3)."""
+    gamma: float = 0.95
+    """Discount (paper: 0.95)."""
+    n_initial: int = 5000
+    """n, initial states (paper: 5000; ``small``'s test split has exactly 5000 sessions)."""
+    n_rollouts: int = 4
+    """Simulated sessions per initial state for the true value."""
+    sweep_alphas: tuple[float, ...] = (0.0, 1e-4, 5e-4, 2e-3, 5e-3, 1e-2)
+    """alpha_c values of the sweep (the conservative estimator, all zoo members)."""
+    n_random: int = 4
+    """Random static members of the zoo."""
+    td3_steps: int = 3000
+    """Gradient steps of the quick unconstrained TD3 (trained only when no td3 run exists)."""
+    td3_hidden: tuple[int, ...] = (64, 64)
+    """Network widths of the quick TD3."""
+    n_bootstrap: int = 2000
+    """Bootstrap resamples over policies for the rank-correlation CIs."""
+    n_bootstrap_states: int = 200
+    """Bootstrap resamples over initial states for each estimate's own interval."""
+    ci_level: float = 0.95
+    """Two-sided level of the bootstrap intervals."""
+    seed: int = 0
+    """One seed for zoo, estimators (network init, batches), truth (CRN) and bootstraps."""
+
+    def __post_init__(self) -> None:
+        for name in ("n_steps", "batch_size", "target_update_every", "n_initial", "n_rollouts", "n_bootstrap",
+                     "n_bootstrap_states", "td3_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"ValidationSettings.{name} must be a positive integer, got {value!r}")
+        if self.n_random < 0 or self.seed < 0:
+            raise ValueError("ValidationSettings.n_random and seed must be >= 0")
+        if any((not math.isfinite(a)) or a < 0 for a in (self.alpha_c, *self.sweep_alphas)):
+            raise ValueError(f"alpha_c values must be >= 0, got {self.alpha_c} and {self.sweep_alphas}")
+        for name in ("hidden_sizes", "td3_hidden", "sweep_alphas"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    def estimator_config(self, alpha_c: float):
+        """The :class:`agents.ope.ConservativeFQEConfig` of one fit at ``alpha_c``."""
+        from agents.ope import ConservativeFQEConfig
+
+        return ConservativeFQEConfig(
+            batch_size=self.batch_size, n_initial_states=self.n_initial, gamma=self.gamma, alpha_c=float(alpha_c),
+            n_steps=self.n_steps, learning_rate=self.learning_rate, hidden_sizes=self.hidden_sizes,
+            target_update_every=self.target_update_every, n_bootstrap=self.n_bootstrap_states,
+            ci_level=self.ci_level, log_every=max(1, min(100, self.n_steps)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+#: The paper's estimator settings (minutes per policy on this machine) for the same harness.
+PAPER_SETTINGS = ValidationSettings(n_steps=5000, learning_rate=1e-4, batch_size=512, hidden_sizes=(256, 256),
+                                    target_update_every=100, n_rollouts=8)
+DEFAULT_SETTINGS = ValidationSettings()
+
+
+# ----------------------------------------------------------------------------------------
+# metrics (DOPE protocol)
+
+
+def _pair(truth: Sequence[float], estimate: Sequence[float], min_n: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    t, e = np.asarray(truth, dtype=np.float64).reshape(-1), np.asarray(estimate, dtype=np.float64).reshape(-1)
+    if t.shape != e.shape:
+        raise ValueError(f"truth and estimate must have the same length, got {t.size} and {e.size}")
+    if t.size < min_n:
+        raise ValueError(f"need at least {min_n} policies, got {t.size}")
+    if not (np.all(np.isfinite(t)) and np.all(np.isfinite(e))):
+        raise ValueError("truth and estimate must be finite")
+    return t, e
+
+
+def value_range(truth: Sequence[float]) -> float:
+    """``max - min`` of the true values: DOPE's normaliser. Raises ValueError when it is zero."""
+    t = np.asarray(truth, dtype=np.float64)
+    span = float(t.max() - t.min()) if t.size else 0.0
+    if not span > 0.0:
+        raise ValueError("all true values are equal: the normalised metrics are undefined")
+    return span
+
+
+def spearman(truth: Sequence[float], estimate: Sequence[float]) -> float:
+    """Spearman rank correlation (average ranks for ties); NaN when either side is constant."""
+    from scipy.stats import spearmanr
+
+    t, e = _pair(truth, estimate)
+    if np.ptp(t) == 0 or np.ptp(e) == 0:
+        return float("nan")
+    return float(spearmanr(t, e).statistic)
+
+
+def kendall(truth: Sequence[float], estimate: Sequence[float]) -> float:
+    """Kendall's tau-b (tie-corrected); NaN when either side is constant."""
+    from scipy.stats import kendalltau
+
+    t, e = _pair(truth, estimate)
+    if np.ptp(t) == 0 or np.ptp(e) == 0:
+        return float("nan")
+    return float(kendalltau(t, e).statistic)
+
+
+def regret_at_k(truth: Sequence[float], estimate: Sequence[float], k: int) -> float:
+    """DOPE's normalised regret@k: ``(max truth - max truth among the k best by estimate) / range``.
+
+    0 when the truly best policy is among the estimator's top k; ties in the estimate are
+    broken by order (stable sort), which is the order of the zoo.
+    """
+    t, e = _pair(truth, estimate)
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    top = np.argsort(-e, kind="stable")[: min(int(k), t.size)]
+    return float((t.max() - t[top].max()) / value_range(t))
+
+
+def normalised_mae(truth: Sequence[float], estimate: Sequence[float]) -> float:
+    """``mean |estimate - truth| / range`` (DOPE's normalised absolute error)."""
+    t, e = _pair(truth, estimate)
+    return float(np.mean(np.abs(e - t)) / value_range(t))
+
+
+def share_below(truth: Sequence[float], estimate: Sequence[float]) -> float:
+    """Share of policies whose estimate lies strictly below the truth (NaN for no policies)."""
+    t, e = _pair(truth, estimate, min_n=0)
+    return float(np.mean(e < t)) if t.size else float("nan")
+
+
+def median_normalised_slack(truth: Sequence[float], estimate: Sequence[float], span: float) -> float:
+    """Median of ``(truth - estimate) / span`` (positive: the estimate is below the truth); NaN if empty."""
+    t, e = _pair(truth, estimate, min_n=0)
+    if not span > 0:
+        raise ValueError(f"span must be positive, got {span}")
+    return float(np.median((t - e) / span)) if t.size else float("nan")
+
+
+def bootstrap_ci(truth: Sequence[float], estimate: Sequence[float], stat: Callable[[np.ndarray, np.ndarray], float],
+                 n_bootstrap: int, level: float, seed: int) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``stat(truth, estimate)`` over resampled policies.
+
+    Resamples on which the statistic is undefined (NaN, e.g. all drawn policies equal) are
+    dropped; returns (nan, nan) if all are.
+    """
+    t, e = _pair(truth, estimate)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xB0075]))
+    stats = np.empty(n_bootstrap)
+    for b in range(n_bootstrap):
+        idx = rng.integers(0, t.size, size=t.size)
+        stats[b] = stat(t[idx], e[idx])
+    stats = stats[np.isfinite(stats)]
+    if stats.size == 0:
+        return float("nan"), float("nan")
+    tail = (1.0 - level) / 2.0
+    return float(np.quantile(stats, tail)), float(np.quantile(stats, 1.0 - tail))
+
+
+def estimator_metrics(truth: Sequence[float], estimate: Sequence[float], ood_heavy: Sequence[bool],
+                      n_bootstrap: int = 2000, level: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """All metrics of one estimator over the zoo: truth (n,), estimate (n,), ood_heavy (n,) bool."""
+    t, e = _pair(truth, estimate, min_n=3)
+    ood = np.asarray(ood_heavy, dtype=bool).reshape(-1)
+    if ood.shape != t.shape:
+        raise ValueError(f"ood_heavy has {ood.size} entries for {t.size} policies")
+    span = value_range(t)
+    sp_ci = bootstrap_ci(t, e, spearman, n_bootstrap, level, seed)
+    kt_ci = bootstrap_ci(t, e, kendall, n_bootstrap, level, seed)
+    return {
+        "n_policies": int(t.size), "n_ood_heavy": int(ood.sum()), "truth_range": span,
+        "spearman": spearman(t, e), "spearman_ci": list(sp_ci),
+        "kendall": kendall(t, e), "kendall_ci": list(kt_ci), "ci_level": level,
+        "regret_at_1": regret_at_k(t, e, 1), "regret_at_3": regret_at_k(t, e, 3),
+        "nmae": normalised_mae(t, e),
+        "mean_signed_error": float(np.mean(e - t)), "normalised_mean_signed_error": float(np.mean(e - t) / span),
+        "share_below": share_below(t, e), "share_below_ood": share_below(t[ood], e[ood]),
+        "share_below_in_distribution": share_below(t[~ood], e[~ood]),
+        "median_slack": median_normalised_slack(t, e, span),
+        "median_slack_ood": median_normalised_slack(t[ood], e[ood], span),
+    }
+
+
+def check_targets(m: dict[str, Any]) -> dict[str, Any]:
+    """Issue 7's targets on a metrics dict of :func:`estimator_metrics` -> {target: {value, target, met}}."""
+    def row(value, target, ok):
+        return {"value": value, "target": target, "met": bool(ok) if np.isfinite(value) else False}
+
+    return {
+        "spearman": row(m["spearman"], f">= {TARGETS['spearman_min']}", m["spearman"] >= TARGETS["spearman_min"]),
+        "regret_at_1": row(m["regret_at_1"], f"<= {TARGETS['regret_at_1_max']}",
+                           m["regret_at_1"] <= TARGETS["regret_at_1_max"]),
+        "share_below_ood": row(m["share_below_ood"], f">= {TARGETS['ood_share_below_min']}",
+                               m["share_below_ood"] >= TARGETS["ood_share_below_min"]),
+        "median_slack_ood": row(m["median_slack_ood"], f"<= {TARGETS['ood_median_slack_max']}",
+                                m["median_slack_ood"] <= TARGETS["ood_median_slack_max"]),
+    }
+
+
+# ----------------------------------------------------------------------------------------
+# the run
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
+
+
+def _fingerprint(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _identity(member) -> str:
+    """What identifies a zoo member's policy for the result cache: its spec, and for a trained
+    run also its checkpoint's size and modification time (a retrained run is estimated anew)."""
+    if member.family != "trained":
+        return member.spec
+    ckpt = Path(member.spec) / "checkpoint.pt"
+    stat = ckpt.stat() if ckpt.is_file() else None
+    return f"{member.spec}|{stat.st_size if stat else 0}|{stat.st_mtime_ns if stat else 0}"
+
+
+def _cached(path: Path, key: str) -> dict[str, Any] | None:
+    """A finished result file whose ``key`` matches, else None (a stale or broken file is redone)."""
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return saved if saved.get("key") == key else None
+
+
+def _quick_td3(data_dir: Path, out_dir: Path, settings: ValidationSettings, show_progress: bool) -> Path:
+    """Train (or reuse) the small unconstrained TD3 of the zoo into ``out_dir``; returns the run dir.
+
+    TD3 (:class:`agents.offline_d3rlpy.TD3Agent`, d3rlpy's defaults except the paper's gamma and
+    batch and ``settings.td3_hidden`` networks) on the dataset's *train* split for
+    ``settings.td3_steps`` steps: the unconstrained offline learner whose actions drift to the
+    edges of the box. A finished run is marked by ``ope_zoo.json`` and reused when its settings match.
+    """
+    import shutil
+
+    from agents.offline_d3rlpy import TD3Agent, TD3AgentConfig
+    from mtf_env.dataset import load_dataset
+
+    marker = {"steps": settings.td3_steps, "seed": settings.seed, "hidden_units": list(settings.td3_hidden),
+              "data": str(data_dir.resolve())}
+    marker_path = out_dir / "ope_zoo.json"
+    if marker_path.is_file() and json.loads(marker_path.read_text()) == marker:
+        return out_dir
+    if out_dir.exists():
+        shutil.rmtree(out_dir)  # an unfinished or differently configured quick run of this harness
+    train = load_dataset(data_dir, split="train").transitions()
+    agent = TD3Agent(TD3AgentConfig(hidden_units=settings.td3_hidden))
+    agent.fit(train, settings.td3_steps, seed=settings.seed, out_dir=out_dir, show_progress=show_progress,
+              log_every=min(1000, settings.td3_steps), checkpoint_every=0)
+    write_json(marker_path, marker)
+    return out_dir
+
+
+def run_validation(data_dir: str | Path, out: str | Path, settings: ValidationSettings = DEFAULT_SETTINGS,
+                   runs_root: str | Path | None = "runs", families: Sequence[str] | None = None,
+                   train_td3: bool = True, max_members: int | None = None, sweep: bool = True,
+                   estimators: Sequence[str] = tuple(MAIN_ESTIMATORS), show_progress: bool = True,
+                   figures: bool = True) -> dict[str, Any]:
+    """Run the whole harness (see module docstring); returns the result dict written to ``OUT/result.json``.
+
+    runs_root: directory searched for trained runs (None: none). families: zoo families (None:
+    all). train_td3: train the quick TD3 when no td3 run is found. max_members: keep only the
+    first members of the built zoo (trained runs are added after; for smoke tests). sweep: run the alpha_c sweep. estimators: names of
+    :data:`MAIN_ESTIMATORS` to compare.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from benchmarks import policy_zoo as zoo_mod
+    from benchmarks.ab import true_value
+    from benchmarks.ope_cli import fit_and_estimate, load_test_split
+    from mtf_env.core import Simulator
+
+    torch.set_num_threads(1)  # measured fastest on the shared 2-core machine
+    unknown = sorted(set(estimators) - set(MAIN_ESTIMATORS))
+    if unknown or not estimators:
+        raise ValueError(f"unknown estimators {unknown}; choose from {sorted(MAIN_ESTIMATORS)}")
+    data_dir, out = Path(data_dir), Path(out)
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    # 1. data --------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    split = load_test_split(data_dir, settings.n_initial, settings.seed)
+    data, s0, user_ids = split.data, split.initial_observations, split.initial_user_ids
+    sim = Simulator(split.dataset.config)
+    check = sim.empty_state(len(user_ids))
+    sim.start_sessions(check, np.arange(len(user_ids)), user_ids, np.random.default_rng(0), carry=False)
+    init_diff = float(np.max(np.abs(check.obs - s0)))
+    del check
+    manifest = split.dataset.manifest
+    timings["data_s"] = time.perf_counter() - t0
+
+    # 2. zoo ------------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    families = tuple(families) if families is not None else zoo_mod.FAMILIES
+    run_dirs = zoo_mod.find_run_dirs(runs_root) if runs_root is not None and "trained" in families else []
+    members = zoo_mod.build_zoo(seed=settings.seed, n_random=settings.n_random,
+                                families=[f for f in families if f != "trained"])
+    if max_members is not None:
+        members = members[:max_members]
+    skipped: list[str] = []
+    if "trained" in families:
+        trained, skipped = zoo_mod.trained_members(run_dirs)
+        has_td3 = any(m.name.startswith("td3:") for m in trained)
+        if train_td3 and not has_td3:
+            td3_dir = _quick_td3(data_dir, out / "td3_quick", settings, show_progress)
+            quick, more = zoo_mod.trained_members([td3_dir])
+            trained += [dataclasses.replace(m, name="td3:quick") for m in quick]
+            skipped += more
+        members += trained
+    if len(members) < 3:
+        raise ValueError(f"the zoo has {len(members)} members; need at least 3 for rank metrics")
+    threshold = zoo_mod.ood_threshold(data.actions, seed=settings.seed)
+    ood_dist = np.array([zoo_mod.ood_distance(m.policy, data.observations, data.actions, seed=settings.seed)
+                         for m in members])
+    ood_heavy = ood_dist > threshold
+    timings["zoo_s"] = time.perf_counter() - t0
+
+    # 3. truth ----------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    truth_key = _fingerprint({"data": manifest["files"], "users": user_ids.tolist(), "n_rollouts": settings.n_rollouts,
+                              "gamma": settings.gamma, "seed": settings.seed})
+    truths = []
+    for m in tqdm(members, desc="ope-validation/truth", unit="policy", disable=not show_progress):
+        path = out / "truth" / f"{_slug(m.name)}.json"
+        key = _fingerprint({"truth": truth_key, "spec": _identity(m)})
+        saved = _cached(path, key)
+        if saved is None:
+            tv = true_value(m.policy, user_ids, gamma=settings.gamma, n_rollouts=settings.n_rollouts,
+                            seed=settings.seed, sim=sim)
+            saved = {"key": key, "name": m.name, **tv.to_json()}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(path, saved)
+        truths.append(saved)
+    truth = np.array([t["value"] for t in truths])
+    timings["truth_s"] = time.perf_counter() - t0
+
+    # 4. estimates ------------------------------------------------------------------------------
+    jobs: list[tuple[str, str, float]] = []  # (label, kind, alpha_c)
+    for name in estimators:
+        kind, alpha = MAIN_ESTIMATORS[name]
+        jobs.append((name, kind, settings.alpha_c if alpha is None else alpha))
+    sweep_alphas = tuple(settings.sweep_alphas) if sweep else ()
+    for a in sweep_alphas:
+        if not any(kind == "conservative" and alpha == a for _, kind, alpha in jobs):
+            jobs.append((f"alpha_c={a:g}", "conservative", a))
+    fit_key = _fingerprint({"data": manifest["files"], "n_initial": settings.n_initial, "seed": settings.seed})
+    estimates: dict[str, np.ndarray] = {}
+    fits: dict[str, list[dict[str, Any]]] = {}
+    fit_seconds: dict[str, float] = {}
+    n_fits = len(jobs) * len(members)
+    bar = tqdm(total=n_fits, desc="ope-validation/fits", unit="fit", disable=not show_progress)
+    for label, kind, alpha in jobs:
+        config = settings.estimator_config(alpha)
+        rows = []
+        t0 = time.perf_counter()
+        for m in members:
+            bar.set_postfix_str(f"{label} {m.name}"[-48:])
+            path = out / "fits" / _slug(f"{kind}_a{alpha:g}") / f"{_slug(m.name)}.json"
+            key = _fingerprint({"fit": fit_key, "kind": kind, "config": config.to_dict(), "spec": _identity(m)})
+            saved = _cached(path, key)
+            if saved is None:
+                est = fit_and_estimate(kind, config, settings.seed, data, s0, m.policy)
+                saved = {"key": key, "name": m.name, "kind": kind, "alpha_c": alpha, **est}
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_json(path, saved)
+            rows.append(saved)
+            bar.update(1)
+        fits[label] = rows
+        estimates[label] = np.array([r["value"] for r in rows])
+        fit_seconds[label] = time.perf_counter() - t0
+    bar.close()
+    timings["fits_s"] = sum(fit_seconds.values())
+
+    # 5. metrics --------------------------------------------------------------------------------
+    metrics = {name: estimator_metrics(truth, estimates[name], ood_heavy, settings.n_bootstrap, settings.ci_level,
+                                       settings.seed) for name in estimators}
+    targets = check_targets(metrics["conservative"]) if "conservative" in metrics else {}
+    span = value_range(truth)
+    sweep_rows = []
+    for a in sweep_alphas:
+        label = next(lbl for lbl, kind, alpha in jobs if kind == "conservative" and alpha == a)
+        e = estimates[label]
+        sweep_rows.append({
+            "alpha_c": a, "estimator": label, "mean_signed_error": float(np.mean(e - truth)),
+            "normalised_mean_signed_error": float(np.mean(e - truth) / span),
+            "normalised_mean_signed_error_ood": float(np.mean((e - truth)[ood_heavy]) / span) if ood_heavy.any() else None,
+            "normalised_mean_signed_error_in_distribution": (float(np.mean((e - truth)[~ood_heavy]) / span)
+                                                             if (~ood_heavy).any() else None),
+            "share_below": share_below(truth, e), "share_below_ood": share_below(truth[ood_heavy], e[ood_heavy]),
+            "median_slack_ood": median_normalised_slack(truth[ood_heavy], e[ood_heavy], span),
+            "spearman": spearman(truth, e), "regret_at_1": regret_at_k(truth, e, 1), "nmae": normalised_mae(truth, e),
+        })
+    timings["total_s"] = time.perf_counter() - t_start
+
+    policies = []
+    for i, m in enumerate(members):
+        policies.append({
+            "name": m.name, "family": m.family, "spec": m.spec, "ood_distance": float(ood_dist[i]),
+            "ood_heavy": bool(ood_heavy[i]), "truth": truths[i]["value"], "truth_se": truths[i]["se"],
+            "truth_se_population": truths[i]["se_population"],
+            "estimates": {label: {"value": fits[label][i]["value"], "ci_low": fits[label][i]["ci_low"],
+                                  "ci_high": fits[label][i]["ci_high"], "fit_s": fits[label][i]["fit_s"]}
+                          for label in fits},
+        })
+    result = {
+        "suite": "ope_validation",
+        "dataset": {"path": str(data_dir), "split": "test", "n_transitions": len(data),
+                    "n_sessions": int(split.dataset.n_sessions), "n_initial_states": int(len(s0)),
+                    "created_by": manifest.get("created_by"), "collection": manifest["collection"]["config"],
+                    "initial_state_max_abs_diff": init_diff},
+        "settings": settings.to_dict(),
+        "paper_settings": PAPER_SETTINGS.to_dict(),
+        "ood": {"threshold": threshold, "quantile": zoo_mod.OOD_QUANTILE,
+                "definition": "mean over test states of the distance from pi(s) to the nearest logged action "
+                              "(action units); OOD-heavy above the 95% quantile of the logged actions' "
+                              "leave-one-out nearest-neighbour distances"},
+        "runs": {"found": [str(p) for p in run_dirs], "skipped": skipped},
+        "policies": policies,
+        "metrics": metrics,
+        "targets": targets,
+        "alpha_sweep": sweep_rows,
+        "timings_s": {**timings, "fits_per_estimator_s": fit_seconds},
+        "machine": {"cpu_count": os.cpu_count(), "load_average_at_end": list(os.getloadavg()),
+                    "torch_threads": torch.get_num_threads()},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "result.json", result)
+    (out / "result.md").write_text(markdown_report(result))
+    if figures:
+        scatter_figure(result, out / "scatter.png")
+        if sweep_rows:
+            sweep_figure(result, out / "alpha_sweep.png")
+    return result
+
+
+# ----------------------------------------------------------------------------------------
+# report and figures (read the result dict only)
+
+
+def _f(x: Any, fmt: str = ".3f") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, fmt)
+
+
+def markdown_report(result: dict[str, Any]) -> str:
+    """The result as Markdown: metrics side by side, targets, sweep, per-policy table, settings."""
+    m = result["metrics"]
+    names = list(m)
+    lvl = f"{100 * result['settings']['ci_level']:g}%"
+    lines = [f"# Conservative-OPEstimator validation on {result['dataset']['path']} (test split)", "",
+             f"{len(result['policies'])} zoo policies ({m[names[0]]['n_ood_heavy']} OOD-heavy), "
+             f"{result['dataset']['n_transitions']} test transitions, {result['dataset']['n_initial_states']} initial "
+             f"states; truth range {_f(m[names[0]]['truth_range'])}; wall time {result['timings_s']['total_s']:.0f} s.",
+             "", "## Metrics (DOPE protocol; normalised by the range of true values)", "",
+             "| metric | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
+
+    def add(label, fn):
+        lines.append(f"| {label} | " + " | ".join(fn(m[n]) for n in names) + " |")
+
+    add(f"Spearman [{lvl} CI]", lambda x: f"{_f(x['spearman'])} [{_f(x['spearman_ci'][0])}, {_f(x['spearman_ci'][1])}]")
+    add(f"Kendall [{lvl} CI]", lambda x: f"{_f(x['kendall'])} [{_f(x['kendall_ci'][0])}, {_f(x['kendall_ci'][1])}]")
+    add("regret@1", lambda x: _f(x["regret_at_1"]))
+    add("regret@3", lambda x: _f(x["regret_at_3"]))
+    add("normalised MAE", lambda x: _f(x["nmae"]))
+    add("normalised mean signed error", lambda x: _f(x["normalised_mean_signed_error"]))
+    add("share below truth (all)", lambda x: _f(x["share_below"], ".2f"))
+    add("share below truth (OOD-heavy)", lambda x: _f(x["share_below_ood"], ".2f"))
+    add("share below truth (in-distribution)", lambda x: _f(x["share_below_in_distribution"], ".2f"))
+    add("median normalised slack (all)", lambda x: _f(x["median_slack"]))
+    add("median normalised slack (OOD-heavy)", lambda x: _f(x["median_slack_ood"]))
+    if result["targets"]:
+        lines += ["", "## Targets (conservative estimator)", "", "| target | value | required | met |",
+                  "| --- | ---: | --- | --- |"]
+        for k, v in result["targets"].items():
+            lines.append(f"| {k} | {_f(v['value'])} | {v['target']} | {'yes' if v['met'] else 'NO'} |")
+        lines.append(f"\nReference: FQE reached a Spearman of about {DOPE_FQE_SPEARMAN} over 76 policies of a "
+                     "continuous-control task (DOPE).")
+    if result["alpha_sweep"]:
+        lines += ["", "## alpha_c sweep (conservative estimator, all zoo policies)", "",
+                  "| alpha_c | mean signed error | normalised | normalised (OOD-heavy) | normalised (in-distribution) "
+                  "| share below truth | share below (OOD-heavy) | median slack (OOD-heavy) | Spearman | regret@1 "
+                  "| nMAE |", "| ---: |" + " ---: |" * 10]
+        for r in result["alpha_sweep"]:
+            lines.append(f"| {r['alpha_c']:g} | {_f(r['mean_signed_error'])} | {_f(r['normalised_mean_signed_error'])} "
+                         f"| {_f(r['normalised_mean_signed_error_ood'])} "
+                         f"| {_f(r['normalised_mean_signed_error_in_distribution'])} | {_f(r['share_below'], '.2f')} "
+                         f"| {_f(r['share_below_ood'], '.2f')} | {_f(r['median_slack_ood'])} "
+                         f"| {_f(r['spearman'])} | {_f(r['regret_at_1'])} | {_f(r['nmae'])} |")
+    labels = list(result["policies"][0]["estimates"]) if result["policies"] else []
+    lines += ["", "## Policies", "", "| policy | family | OOD dist | OOD-heavy | truth (se) | " + " | ".join(labels) + " |",
+              "| --- | --- | ---: | --- | ---: |" + " ---: |" * len(labels)]
+    for p in sorted(result["policies"], key=lambda p: -p["truth"]):
+        lines.append(f"| {p['name']} | {p['family']} | {p['ood_distance']:.2f} | {'yes' if p['ood_heavy'] else 'no'} | "
+                     f"{p['truth']:.3f} ({p['truth_se']:.3f}) | "
+                     + " | ".join(_f(p["estimates"][lb]["value"]) for lb in labels) + " |")
+    s, ps = result["settings"], result["paper_settings"]
+    lines += ["", "## Settings (this run vs the paper's)", "", "| setting | this run | paper |", "| --- | --- | --- |"]
+    for key in ("n_steps", "learning_rate", "batch_size", "hidden_sizes", "target_update_every", "alpha_c", "gamma",
+                "n_initial", "n_rollouts"):
+        lines.append(f"| {key} | {s[key]} | {ps[key]} |")
+    lines += ["", f"OOD-heavy: {result['ood']['definition']}; threshold {result['ood']['threshold']:.3f}.",
+              f"Initial states: simulator vs logged max |diff| = {result['dataset']['initial_state_max_abs_diff']:.2g}.",
+              f"Trained runs found: {result['runs']['found'] or 'none'}; skipped: {result['runs']['skipped'] or 'none'}."]
+    t = result["timings_s"]
+    lines.append(f"Timings (s): data {t['data_s']:.0f}, zoo {t['zoo_s']:.0f}, truth {t['truth_s']:.0f}, "
+                 f"fits {t['fits_s']:.0f}, total {t['total_s']:.0f}; load average at end "
+                 f"{', '.join(f'{x:.1f}' for x in result['machine']['load_average_at_end'])}.")
+    return "\n".join(lines) + "\n"
+
+
+def scatter_figure(result: dict[str, Any], path: str | Path) -> None:
+    """Estimate against truth, one panel per estimator; OOD-heavy policies as red crosses."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result["metrics"])
+    pols = result["policies"]
+    truth = np.array([p["truth"] for p in pols])
+    ood = np.array([p["ood_heavy"] for p in pols])
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        est = np.array([p["estimates"][name]["value"] for p in pols])
+        lo = min(truth.min(), est.min())
+        hi = max(truth.max(), est.max())
+        pad = 0.05 * (hi - lo or 1.0)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.6", lw=1, ls="--", label="estimate = truth")
+        ax.scatter(truth[~ood], est[~ood], s=22, c="tab:blue", label="in-distribution")
+        ax.scatter(truth[ood], est[ood], s=30, c="tab:red", marker="x", label="OOD-heavy")
+        m = result["metrics"][name]
+        ax.set_title(f"{name}\nSpearman {_f(m['spearman'], '.2f')}, regret@1 {_f(m['regret_at_1'], '.2f')}, "
+                     f"nMAE {_f(m['nmae'], '.2f')}", fontsize=9)
+        ax.set_xlabel("true value (discounted session return)")
+        ax.set_ylabel("estimate")
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.set_ylim(lo - pad, hi + pad)
+    axes[0][0].legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def sweep_figure(result: dict[str, Any], path: str | Path) -> None:
+    """Normalised mean signed error (estimate - truth) / range against alpha_c (all / OOD-heavy / in-distribution)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["alpha_sweep"]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for key, label, style in (("normalised_mean_signed_error", "all policies", "o-"),
+                              ("normalised_mean_signed_error_ood", "OOD-heavy", "x--"),
+                              ("normalised_mean_signed_error_in_distribution", "in-distribution", "s:")):
+        y = np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=float)
+        ax.plot(x, y, style, label=label)
+    ax.axhline(0.0, color="0.5", lw=1)
+    ax.set_xticks(x, [f"{r['alpha_c']:g}" for r in rows])
+    ax.set_xlabel("alpha_c")
+    ax.set_ylabel("mean (estimate - truth) / range")
+    ax.set_title("over- (> 0) to under-estimation (< 0)", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------
+# command line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    d = DEFAULT_SETTINGS
+    p = argparse.ArgumentParser(prog="python -m benchmarks.suites.ope_validation", description=__doc__.split("\n")[0])
+    p.add_argument("--data", type=Path, default=Path("datasets/small"), help="logged dataset directory")
+    p.add_argument("--out", type=Path, default=Path("results/ope_validation"), help="output directory")
+    p.add_argument("--runs", default="runs", help="directory searched for trained runs ('' for none)")
+    p.add_argument("--paper", action="store_true", help="the paper's estimator settings (slow on a small CPU)")
+    p.add_argument("--steps", type=int, default=None, help=f"gradient steps K (default {d.n_steps})")
+    p.add_argument("--lr", type=float, default=None, help=f"learning rate (default {d.learning_rate})")
+    p.add_argument("--rollouts", type=int, default=None, help=f"sessions per initial state (default {d.n_rollouts})")
+    p.add_argument("--n-initial", type=int, default=None, help=f"initial states (default {d.n_initial})")
+    p.add_argument("--td3-steps", type=int, default=None, help=f"steps of the quick TD3 (default {d.td3_steps})")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-td3", action="store_true", help="do not train the quick TD3")
+    p.add_argument("--no-sweep", action="store_true", help="skip the alpha_c sweep")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    base = PAPER_SETTINGS if args.paper else DEFAULT_SETTINGS
+    changes = {k: v for k, v in {"n_steps": args.steps, "learning_rate": args.lr, "n_rollouts": args.rollouts,
+                                 "n_initial": args.n_initial, "td3_steps": args.td3_steps, "seed": args.seed}.items()
+               if v is not None}
+    try:
+        settings = dataclasses.replace(base, **changes)
+        result = run_validation(args.data, args.out, settings, runs_root=args.runs or None, train_td3=not args.no_td3,
+                                sweep=not args.no_sweep, show_progress=not args.no_progress)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"ope_validation: error: {exc}")
+        return 2
+    print(markdown_report(result))
+    print(f"results -> {args.out}/result.json, result.md, scatter.png, alpha_sweep.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
