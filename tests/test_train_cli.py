@@ -1,6 +1,7 @@
 """``mtf-bench train`` / ``quickstart`` and :func:`benchmarks.training.train_agent`: smoke runs, resume, bad input."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,3 +234,43 @@ def test_batchrl_small_suite_tiny(dataset_dir, tmp_path):
     again = batchrl_small.run(dataset_dir, 6, 0, tmp_path / "out2", tmp_path / "run", overrides, rollouts=2,
                               users=50, show_progress=False)
     assert again["train"]["steps_this_call"] == 0 and again["true_value"] == result["true_value"]
+
+
+# ------------------------------------------------------------------ every registered algorithm
+#: Tiny settings per config field name (applied when an algorithm's config has the field).
+_TINY_FIELDS = {"actor_hidden": (16,), "critic_hidden": (16,), "vae_hidden": (16,), "hidden_units": (16,),
+                "hidden": (8,), "net_arch": (16,), "batch_size": 32, "n_action_samples": 5, "n_target_samples": 3,
+                "n_users": 50, "n_pairs": 2, "n_init": 2, "n_candidates": 64, "n_envs": 2, "learning_starts": 20}
+
+
+@pytest.mark.parametrize("algo", sorted(ALGOS))
+def test_every_registered_algorithm_has_a_buildable_config(algo):
+    from agents.registry import algo_class
+
+    cls = algo_class(algo)
+    config = training.build_config(cls, {})
+    assert dataclasses.is_dataclass(config)
+    assert isinstance(getattr(cls, "requires_data", True), bool)
+
+
+@pytest.mark.parametrize("algo", sorted(ALGOS))
+def test_every_registered_algorithm_trains_from_the_command_line(algo, dataset_dir, tmp_path, small_config):
+    """A few steps of every algorithm through ``mtf-bench train`` (about 15 s for all of them)."""
+    from agents.registry import algo_class
+
+    fields = {f.name for f in dataclasses.fields(training.config_class(algo_class(algo)))}
+    sets = [f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in _TINY_FIELDS.items()
+            if k in fields]
+    out = tmp_path / algo
+    argv = ["train", "--algo", algo, "--steps", "40" if algo == "sac-online" else "3", "--seed", "0", "--out",
+            str(out), "--no-progress", "--set", *sets]
+    if getattr(algo_class(algo), "requires_data", True):
+        argv += ["--data", str(dataset_dir)]
+    else:
+        argv += ["--sim", f"n_users={small_config.n_users}", f"n_items={small_config.n_items}"]
+    assert main(argv) == 0
+    policy = load_policy(str(out))
+    assert json.loads((out / "train.json").read_text())["algo"] == algo
+    obs_dim = json.loads((dataset_dir / "manifest.json").read_text())["obs_dim"]  # the same world for online ones
+    act = policy.act(np.zeros((3, obs_dim), np.float32))
+    assert act.shape == (3, N_TASKS) and np.all(np.abs(act) <= 1)
