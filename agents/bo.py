@@ -41,7 +41,6 @@ Run directory: ``config.json`` (algo, config, sim_config, obs_dim, seed), ``metr
 """
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,13 +49,13 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from agents.base import (CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, CheckpointError, FitResult, MetricsLogger,
-                         fit_loop, load_checkpoint, save_checkpoint, write_json)
+from agents.base import (CHECKPOINT_NAME, METRICS_NAME, CheckpointError, FitResult, MetricsLogger, check_checkpoint,
+                         check_fit_args, check_resume, check_seed, config_from_dict, config_json, fit_loop,
+                         load_checkpoint, load_resume_checkpoint, read_run_config, save_checkpoint, write_json,
+                         write_run_config)
 from agents.baseline_settings import BO_N_RESTARTS_OPTIMIZER, BO_NORMALIZE_Y
-from agents.batchrl_mtf import _truncate_metrics
-from agents.online import (BUDGET_NAME, OnlineBudget, check_data, check_resumable, check_seed,
-                           config_from_dict, draw_users, json_reward, resolve_sim_config, round_rng,
-                           rollout_objective)
+from agents.online import (BUDGET_NAME, OnlineBudget, check_data, draw_users, normalise_reward, resolve_sim_config,
+                           rollout_objective, round_rng, sim_config_json)
 from agents.policy import check_obs_batch
 from agents.static import StaticPolicy
 from mtf_env.config import SimConfig
@@ -119,7 +118,7 @@ class BOConfig:
             raise ValueError(f"BOConfig.objective must be 'session' or 'discounted', got {self.objective!r}")
         if not 0 < self.gamma <= 1:
             raise ValueError(f"BOConfig.gamma must lie in (0, 1], got {self.gamma}")
-        reward_weights(self.reward)  # validates
+        normalise_reward(self)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "BOConfig":
@@ -262,31 +261,22 @@ class BayesianOptimisation:
             show_progress: tqdm bar over rounds.
         """
         check_data(data, self.obs_dim, ALGO_NAME)
-        n_steps = self.config.n_steps if n_steps is None else int(n_steps)
-        if n_steps < 1:
-            raise ValueError(f"n_steps must be >= 1, got {n_steps}")
-        if resume and out_dir is None:
-            raise ValueError("resume=True needs the out_dir holding the checkpoint")
+        n_steps = check_fit_args(n_steps, self.config.n_steps, log_every=1, checkpoint_every=1, resume=resume,
+                                 out_dir=out_dir)
         self.seed, self.step, self.action = check_seed(seed), 0, None
         self._reset_history()
         out = Path(out_dir) if out_dir is not None else None
-        checkpoint_path = out / CHECKPOINT_NAME if out is not None else None
-        if resume and checkpoint_path.exists():
-            state = load_checkpoint(checkpoint_path)
-            self._check_resumable(state, checkpoint_path)
-            self._load_state(state, checkpoint_path)
+        state = load_resume_checkpoint(out / CHECKPOINT_NAME if out is not None else None, resume)
+        if state is not None:
+            check_resume(state, {"seed": self.seed, "sim_config": sim_config_json(self.sim_config)}, self.config)
+            self._load_state(state, out / CHECKPOINT_NAME)
             if self.step > n_steps:
                 raise ValueError(f"checkpoint is at round {self.step}, beyond n_steps={n_steps}")
-        else:
-            resume = False
         sim = Simulator(self.sim_config)
         logger = None
         if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
             self._write_config(out)
-            if resume:
-                _truncate_metrics(out / METRICS_NAME, self.step)
-            logger = MetricsLogger(out / METRICS_NAME, resume=resume)
+            logger = MetricsLogger(out / METRICS_NAME, resume=state is not None, last_step=self.step)
 
         def checkpoint(_step: int) -> None:
             self.save(out)
@@ -321,39 +311,28 @@ class BayesianOptimisation:
             "observed_se": torch.as_tensor(self.observed_se.copy()),
         }
 
-    def _run_config(self) -> dict[str, Any]:
-        return {"algo": ALGO_NAME, "config": {**asdict(self.config), "reward": json_reward(self.config.reward)},
-                "sim_config": self.sim_config.to_json(), "obs_dim": self.obs_dim, "seed": self.seed}
-
     def _write_config(self, run_dir: Path) -> None:
-        write_json(run_dir / CONFIG_NAME, self._run_config())
+        write_run_config(run_dir, ALGO_NAME, config=asdict(self.config), sim_config=self.sim_config.to_json(),
+                         obs_dim=self.obs_dim, seed=self.seed)
 
     def save(self, run_dir: str | Path) -> None:
         """Write ``config.json``, ``checkpoint.pt``, ``policy.json`` and ``budget.json`` into ``run_dir``."""
         action = self._require_action()
         run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
         self._write_config(run_dir)
         save_checkpoint(run_dir / CHECKPOINT_NAME, {
             "format": CHECKPOINT_FORMAT, "algo": ALGO_NAME, "step": self.step, "seed": self.seed,
-            "config": json.dumps(self._run_config()["config"], sort_keys=True),
-            "sim_config": json.dumps(self.sim_config.to_json(), sort_keys=True),
+            "config": config_json(self.config), "sim_config": sim_config_json(self.sim_config),
             "budget": self.budget.to_json(), **self.state_dict(),
         })
         write_json(run_dir / POLICY_NAME, {"action": action.tolist(), "alpha": action_to_alpha(action).tolist()})
         write_json(run_dir / BUDGET_NAME, {"algo": ALGO_NAME, "unit": "online A/B rounds of fresh sessions",
                                            **self.budget.to_json()})
 
-    def _check_resumable(self, state: dict[str, Any], path: Path) -> None:
-        check_resumable(state, path, {"seed": self.seed, "config": json.dumps(self._run_config()["config"], sort_keys=True),
-                                      "sim_config": json.dumps(self.sim_config.to_json(), sort_keys=True)})
-
     def _load_state(self, state: dict[str, Any], path: Path) -> None:
-        for key in ("format", "step", "action", "observed_actions", "observed_values", "observed_se", "budget"):
-            if key not in state:
-                raise CheckpointError(f"{path} is not a bo checkpoint (no '{key}')")
-        if state["format"] != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{path} has format {state['format']!r}, expected {CHECKPOINT_FORMAT!r}")
+        check_checkpoint(state, path, CHECKPOINT_FORMAT,
+                         ("step", "action", "observed_actions", "observed_values", "observed_se", "budget"),
+                         "a bo checkpoint")
         try:
             action = state["action"].numpy().astype(np.float32)
             xs, ys = state["observed_actions"].numpy(), state["observed_values"].numpy()
@@ -371,17 +350,8 @@ class BayesianOptimisation:
     def load(cls, run_dir: str | Path) -> "BayesianOptimisation":
         """The agent saved in ``run_dir``; :class:`CheckpointError` for a missing, foreign or damaged run."""
         run_dir = Path(run_dir)
-        config_path = run_dir / CONFIG_NAME
-        try:
-            meta = json.loads(config_path.read_text())
-            if meta.get("algo") != ALGO_NAME:
-                raise CheckpointError(f"{config_path} is for algo {meta.get('algo')!r}, not {ALGO_NAME!r}")
-            agent = cls(BOConfig.from_dict(meta["config"]), sim_config=meta["sim_config"])
-            seed = int(meta["seed"])
-        except CheckpointError:
-            raise
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"{config_path} is not a bo run config ({type(exc).__name__}: {exc})") from None
+        agent, seed = read_run_config(run_dir, ALGO_NAME, lambda meta: (
+            cls(BOConfig.from_dict(meta["config"]), sim_config=meta["sim_config"]), check_seed(meta["seed"])))
         agent.seed = seed
         agent._load_state(load_checkpoint(run_dir / CHECKPOINT_NAME), run_dir / CHECKPOINT_NAME)
         return agent

@@ -42,7 +42,6 @@ Run directory: ``config.json``, ``metrics.csv``, ``checkpoint.pt`` (``theta``, s
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -51,14 +50,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.base import (CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, CheckpointError, FitResult, MetricsLogger,
-                         fit_loop, load_checkpoint, save_checkpoint, write_json)
+from agents.base import (CHECKPOINT_NAME, METRICS_NAME, CheckpointError, FitResult, MetricsLogger, check_checkpoint,
+                         check_fit_args, check_resume, check_seed, config_from_dict, config_json, fit_loop,
+                         load_checkpoint, load_resume_checkpoint, read_run_config, save_checkpoint, seed_from,
+                         write_json, write_run_config)
 from agents.baseline_settings import ES_SIGMA
-from agents.batchrl_mtf import _truncate_metrics
 from agents.nets import mlp
-from agents.online import (BUDGET_NAME, OBJECTIVES, OnlineBudget, check_data, check_resumable, check_seed,
-                           config_from_dict, draw_users, json_reward, resolve_sim_config, round_rng,
-                           rollout_objective)
+from agents.online import (BUDGET_NAME, OBJECTIVES, OnlineBudget, check_data, draw_users, normalise_reward,
+                           resolve_sim_config, rollout_objective, round_rng, sim_config_json)
 from agents.policy import check_obs_batch
 from mtf_env.config import SimConfig
 from mtf_env.core import Simulator, obs_dim as world_obs_dim
@@ -122,7 +121,7 @@ class ESConfig:
             raise ValueError(f"ESConfig.init must be 'production' or 'random', got {self.init!r}")
         if not 0 < self.gamma <= 1:
             raise ValueError(f"ESConfig.gamma must lie in (0, 1], got {self.gamma}")
-        reward_weights(self.reward)  # validates
+        normalise_reward(self)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "ESConfig":
@@ -198,8 +197,7 @@ class EvolutionStrategy:
                    output_activation=nn.Tanh)
 
     def _initial_theta(self, seed: int) -> np.ndarray:
-        init_seed = int(np.random.SeedSequence(seed).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
-        net = self._make_net(torch.Generator().manual_seed(init_seed))
+        net = self._make_net(torch.Generator().manual_seed(seed_from(np.random.SeedSequence(seed))))
         if self.config.init == "production":
             out = [m for m in net if isinstance(m, nn.Linear)][-1]
             production = np.clip(alpha_to_action(PRODUCTION_ALPHA), -_ATANH_CLIP, _ATANH_CLIP)
@@ -267,32 +265,23 @@ class EvolutionStrategy:
             show_progress: tqdm bar over iterations.
         """
         check_data(data, self.obs_dim, ALGO_NAME)
-        n_steps = self.config.n_steps if n_steps is None else int(n_steps)
-        if n_steps < 1:
-            raise ValueError(f"n_steps must be >= 1, got {n_steps}")
-        if resume and out_dir is None:
-            raise ValueError("resume=True needs the out_dir holding the checkpoint")
+        n_steps = check_fit_args(n_steps, self.config.n_steps, log_every=1, checkpoint_every=1, resume=resume,
+                                 out_dir=out_dir)
         self.seed = check_seed(seed)
         self.step, self.theta = 0, self._initial_theta(self.seed)
         self.budget = OnlineBudget(users_per_round=self.config.n_users)
         out = Path(out_dir) if out_dir is not None else None
-        checkpoint_path = out / CHECKPOINT_NAME if out is not None else None
-        if resume and checkpoint_path.exists():
-            state = load_checkpoint(checkpoint_path)
-            self._check_resumable(state, checkpoint_path)
-            self._load_state(state, checkpoint_path)
+        state = load_resume_checkpoint(out / CHECKPOINT_NAME if out is not None else None, resume)
+        if state is not None:
+            check_resume(state, {"seed": self.seed, "sim_config": sim_config_json(self.sim_config)}, self.config)
+            self._load_state(state, out / CHECKPOINT_NAME)
             if self.step > n_steps:
                 raise ValueError(f"checkpoint is at iteration {self.step}, beyond n_steps={n_steps}")
-        else:
-            resume = False
         sim = Simulator(self.sim_config)
         logger = None
         if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
             self._write_config(out)
-            if resume:
-                _truncate_metrics(out / METRICS_NAME, self.step)
-            logger = MetricsLogger(out / METRICS_NAME, resume=resume)
+            logger = MetricsLogger(out / METRICS_NAME, resume=state is not None, last_step=self.step)
 
         def checkpoint(_step: int) -> None:
             self.save(out)
@@ -322,39 +311,25 @@ class EvolutionStrategy:
         torch.nn.utils.vector_to_parameters(theta, self._net.parameters())
         return {k: v.detach().clone() for k, v in self._net.state_dict().items()}
 
-    def _run_config(self) -> dict[str, Any]:
-        return {"algo": ALGO_NAME, "config": {**asdict(self.config), "reward": json_reward(self.config.reward)},
-                "sim_config": self.sim_config.to_json(), "obs_dim": self.obs_dim, "seed": self.seed,
-                "n_params": self.n_params}
-
     def _write_config(self, run_dir: Path) -> None:
-        write_json(run_dir / CONFIG_NAME, self._run_config())
+        write_run_config(run_dir, ALGO_NAME, config=asdict(self.config), sim_config=self.sim_config.to_json(),
+                         obs_dim=self.obs_dim, seed=self.seed, n_params=self.n_params)
 
     def save(self, run_dir: str | Path) -> None:
         """Write ``config.json``, ``checkpoint.pt`` and ``budget.json`` into ``run_dir``."""
         theta = self._require_theta()
         run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
         self._write_config(run_dir)
         save_checkpoint(run_dir / CHECKPOINT_NAME, {
             "format": CHECKPOINT_FORMAT, "algo": ALGO_NAME, "step": self.step, "seed": self.seed,
-            "config": json.dumps(self._run_config()["config"], sort_keys=True),
-            "sim_config": json.dumps(self.sim_config.to_json(), sort_keys=True),
+            "config": config_json(self.config), "sim_config": sim_config_json(self.sim_config),
             "budget": self.budget.to_json(), "theta": torch.as_tensor(theta.copy()),
         })
         write_json(run_dir / BUDGET_NAME, {"algo": ALGO_NAME, "unit": "candidate evaluations of fresh sessions",
                                            "iterations": self.step, **self.budget.to_json()})
 
-    def _check_resumable(self, state: dict[str, Any], path: Path) -> None:
-        check_resumable(state, path, {"seed": self.seed, "config": json.dumps(self._run_config()["config"], sort_keys=True),
-                                      "sim_config": json.dumps(self.sim_config.to_json(), sort_keys=True)})
-
     def _load_state(self, state: dict[str, Any], path: Path) -> None:
-        for key in ("format", "step", "theta", "budget"):
-            if key not in state:
-                raise CheckpointError(f"{path} is not an es checkpoint (no '{key}')")
-        if state["format"] != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{path} has format {state['format']!r}, expected {CHECKPOINT_FORMAT!r}")
+        check_checkpoint(state, path, CHECKPOINT_FORMAT, ("step", "theta", "budget"), "an es checkpoint")
         theta = state["theta"]
         if not isinstance(theta, torch.Tensor) or tuple(theta.shape) != (self.n_params,):
             raise CheckpointError(f"{path}: 'theta' has shape {tuple(getattr(theta, 'shape', ()))}, "
@@ -367,17 +342,8 @@ class EvolutionStrategy:
     def load(cls, run_dir: str | Path) -> "EvolutionStrategy":
         """The agent saved in ``run_dir``; :class:`CheckpointError` for a missing, foreign or damaged run."""
         run_dir = Path(run_dir)
-        config_path = run_dir / CONFIG_NAME
-        try:
-            meta = json.loads(config_path.read_text())
-            if meta.get("algo") != ALGO_NAME:
-                raise CheckpointError(f"{config_path} is for algo {meta.get('algo')!r}, not {ALGO_NAME!r}")
-            agent = cls(ESConfig.from_dict(meta["config"]), sim_config=meta["sim_config"])
-            seed = int(meta["seed"])
-        except CheckpointError:
-            raise
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"{config_path} is not an es run config ({type(exc).__name__}: {exc})") from None
+        agent, seed = read_run_config(run_dir, ALGO_NAME, lambda meta: (
+            cls(ESConfig.from_dict(meta["config"]), sim_config=meta["sim_config"]), check_seed(meta["seed"])))
         agent.seed = seed
         agent._load_state(load_checkpoint(run_dir / CHECKPOINT_NAME), run_dir / CHECKPOINT_NAME)
         return agent

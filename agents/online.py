@@ -24,6 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from mtf_env.config import SimConfig, make_config
+from mtf_env.rewards import reward_weights
 from mtf_env.rollout import SessionRollout
 from mtf_env.transitions import TransitionArrays
 
@@ -42,13 +43,6 @@ def resolve_sim_config(sim_config: SimConfig | Mapping[str, Any] | None) -> SimC
     if isinstance(sim_config, Mapping):
         return make_config(**dict(sim_config))
     raise ValueError(f"sim_config must be a SimConfig, a mapping of its fields or None, got {type(sim_config).__name__}")
-
-
-def check_seed(seed: Any) -> int:
-    """A non-negative int seed, or ``ValueError``."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    return int(seed)
 
 
 def check_data(data: TransitionArrays | None, obs_dim: int, algo: str) -> None:
@@ -124,33 +118,17 @@ class OnlineBudget:
         return cls(**{f.name: int(values.get(f.name, 0)) for f in dataclasses.fields(cls)})
 
 
-def config_from_dict(cls: type, values: Mapping[str, Any]):
-    """A frozen config dataclass from its ``dataclasses.asdict`` (JSON lists become tuples); unknown keys refused."""
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} fields {unknown}")
-    return cls(**{k: tuple(v) if isinstance(v, list) and "tuple" in str(known[k].type) else v
-                  for k, v in values.items()})
+def normalise_reward(config: Any) -> None:
+    """Validate a frozen config's ``reward`` field and store 12 weights as a tuple (JSON-ready).
 
-
-def check_resumable(state: Mapping[str, Any], path: Any, own: Mapping[str, Any]) -> None:
-    """Refuse (``ValueError``) to resume from a checkpoint whose ``seed``, ``config`` or ``sim_config`` differ.
-
-    own: this run's ``seed`` (int), ``config`` and ``sim_config`` (JSON strings, sorted keys);
-    the configs' ``n_steps`` is only ``fit``'s default and is not compared.
+    Called from the ``__post_init__`` of the online agents' configs; a preset name or a mapping
+    is kept as given.
     """
-    for key, value in own.items():
-        saved = state.get(key)
-        if key == "config" and isinstance(saved, str) and isinstance(value, str):
-            saved = json.dumps({**json.loads(saved), "n_steps": None}, sort_keys=True)
-            value = json.dumps({**json.loads(value), "n_steps": None}, sort_keys=True)
-        if saved != value:
-            raise ValueError(f"cannot resume from {path}: its {key} differs from this run's")
+    weights = reward_weights(config.reward)  # validates
+    if not isinstance(config.reward, (str, Mapping)):
+        object.__setattr__(config, "reward", tuple(float(w) for w in weights))
 
 
-def json_reward(reward: Any) -> Any:
-    """A reward spec as JSON (a preset name, a mapping, or a list of 12 numbers)."""
-    if isinstance(reward, (str, Mapping)):
-        return reward
-    return np.asarray(reward, dtype=np.float64).tolist()
+def sim_config_json(sim_config: SimConfig) -> str:
+    """The world's config as a sorted-keys JSON string (how checkpoints store it, for resume checks)."""
+    return json.dumps(sim_config.to_json(), sort_keys=True)

@@ -36,7 +36,6 @@ weights on CPU.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -46,16 +45,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from agents.base import (CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME, CheckpointError, FitResult, MetricsLogger,
-                         load_checkpoint, load_module_state, save_checkpoint, write_json)
+from agents.base import (CHECKPOINT_NAME, METRICS_NAME, CheckpointError, FitResult, MetricsLogger, check_checkpoint,
+                         check_seed, config_from_dict, load_checkpoint, load_module_state, read_run_config,
+                         save_checkpoint, write_json, write_run_config)
 from agents.baseline_settings import (SAC_ONLINE_BUFFER_SIZE, SAC_ONLINE_GAMMA, SAC_ONLINE_LEARNING_STARTS,
                                       SAC_ONLINE_N_ENVS)
-from agents.online import (BUDGET_NAME, OnlineBudget, check_data, check_seed, config_from_dict, json_reward,
-                           resolve_sim_config)
+from agents.online import BUDGET_NAME, OnlineBudget, check_data, normalise_reward, resolve_sim_config
 from agents.policy import check_obs_batch
 from mtf_env.config import SimConfig
 from mtf_env.core import obs_bounds
-from mtf_env.rewards import reward_weights
 from mtf_env.tasks import N_TASKS
 from mtf_env.transitions import TransitionArrays
 
@@ -112,7 +110,7 @@ class SACOnlineConfig:
             raise ValueError(f"SACOnlineConfig.net_arch must be positive widths, got {self.net_arch}")
         if not (self.ent_coef == "auto" or (isinstance(self.ent_coef, (int, float)) and self.ent_coef > 0)):
             raise ValueError(f"SACOnlineConfig.ent_coef must be 'auto' or a positive number, got {self.ent_coef!r}")
-        reward_weights(self.reward)  # validates
+        normalise_reward(self)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "SACOnlineConfig":
@@ -218,7 +216,7 @@ class SACOnline:
     def env_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``gym.make(ENV_ID, ...)``: the world with this agent's reward."""
         values = self.sim_config.to_json()
-        values["reward"] = json_reward(self.config.reward)
+        values["reward"] = self.config.reward
         return values
 
     def _make_vec_env(self):
@@ -315,18 +313,14 @@ class SACOnline:
         out["log_ent_coef"] = self.log_ent_coef.clone()
         return out
 
-    def _run_config(self) -> dict[str, Any]:
-        return {"algo": ALGO_NAME, "config": {**asdict(self.config), "reward": json_reward(self.config.reward)},
-                "sim_config": self.sim_config.to_json(), "obs_dim": self.obs_dim, "seed": self.seed}
-
     def _write_config(self, run_dir: Path) -> None:
-        write_json(run_dir / CONFIG_NAME, self._run_config())
+        write_run_config(run_dir, ALGO_NAME, config=asdict(self.config), sim_config=self.sim_config.to_json(),
+                         obs_dim=self.obs_dim, seed=self.seed)
 
     def save(self, run_dir: str | Path) -> None:
         """Write ``config.json``, ``checkpoint.pt`` (weights only) and ``budget.json`` into ``run_dir``."""
         policy = self._require_policy()
         run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
         self._write_config(run_dir)
         save_checkpoint(run_dir / CHECKPOINT_NAME, {
             "format": CHECKPOINT_FORMAT, "algo": ALGO_NAME, "step": self.step, "seed": self.seed,
@@ -350,27 +344,17 @@ class SACOnline:
     def load(cls, run_dir: str | Path, device: str | None = None) -> "SACOnline":
         """The actor saved in ``run_dir``; :class:`CheckpointError` for a missing, foreign or damaged run."""
         run_dir = Path(run_dir)
-        config_path = run_dir / CONFIG_NAME
-        try:
-            meta = json.loads(config_path.read_text())
-            if meta.get("algo") != ALGO_NAME:
-                raise CheckpointError(f"{config_path} is for algo {meta.get('algo')!r}, not {ALGO_NAME!r}")
+
+        def parse(meta: dict[str, Any]) -> tuple["SACOnline", int]:
             config = SACOnlineConfig.from_dict(meta["config"])
             if device is not None:
                 config = replace(config, device=device)
-            agent = cls(config, sim_config=meta["sim_config"])
-            seed = int(meta["seed"])
-        except CheckpointError:
-            raise
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"{config_path} is not a sac-online run config ({type(exc).__name__}: {exc})") from None
+            return cls(config, sim_config=meta["sim_config"]), check_seed(meta["seed"])
+
+        agent, seed = read_run_config(run_dir, ALGO_NAME, parse)
         path = run_dir / CHECKPOINT_NAME
         state = load_checkpoint(path)
-        for key in ("format", "step", "policy", "log_ent_coef"):
-            if key not in state:
-                raise CheckpointError(f"{path} is not a sac-online checkpoint (no '{key}')")
-        if state["format"] != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{path} has format {state['format']!r}, expected {CHECKPOINT_FORMAT!r}")
+        check_checkpoint(state, path, CHECKPOINT_FORMAT, ("step", "policy", "log_ent_coef"), "a sac-online checkpoint")
         policy = agent._build_policy()
         if not isinstance(state["policy"], dict):
             raise CheckpointError(f"{path}: 'policy' is not a state dict")
