@@ -81,7 +81,6 @@ from agents.base import (
     restoring_state,
     save_checkpoint,
     seed_from,
-    truncate_metrics as _truncate_metrics,  # noqa: F401  agents/bo.py and agents/es.py import it from here
     write_run_config,
 )
 from agents.nets import ObsConditionedMLP
