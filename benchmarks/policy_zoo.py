@@ -193,10 +193,12 @@ def trained_members(run_dirs: Iterable[str | Path], on_error: str = "skip") -> t
         run = Path(run)
         try:
             policy = load_policy(str(run))
-        except (ValueError, CheckpointError, FileNotFoundError, KeyError, RuntimeError) as exc:
+        # any failure (bad checkpoint, an algorithm module that does not import, ...) skips that run
+        except (ValueError, CheckpointError, OSError, KeyError, RuntimeError, ImportError, AttributeError,
+                TypeError) as exc:
             if on_error == "raise":
-                raise ValueError(f"cannot load run {run}: {exc}") from None
-            skipped.append(f"{run}: {exc}")
+                raise ValueError(f"cannot load run {run}: {type(exc).__name__}: {exc}") from None
+            skipped.append(f"{run}: {type(exc).__name__}: {exc}")
             continue
         if getattr(policy, "stochastic", False):
             msg = f"{run}: stochastic policy (the estimator's protocol needs deterministic ones)"

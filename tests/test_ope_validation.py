@@ -194,7 +194,7 @@ def test_tiny_end_to_end_harness(tiny_dataset, tmp_path):
                                      n_initial=40, n_rollouts=2, sweep_alphas=(0.0, 1e-2), n_random=1,
                                      n_bootstrap=100, n_bootstrap_states=20, td3_steps=30, td3_hidden=(16, 16))
     out = tmp_path / "val"
-    result = ov.run_validation(tiny_dataset, out, settings, runs_root=None, families=["preset", "corner", "trained"],
+    result = ov.run_validation(tiny_dataset, out, settings, run_roots=(), families=["preset", "corner", "trained"],
                                train_td3=True, max_members=4, show_progress=False)
     assert time.perf_counter() - t0 < 60
     assert len(result["policies"]) == 5
@@ -209,21 +209,45 @@ def test_tiny_end_to_end_harness(tiny_dataset, tmp_path):
         assert (out / name).is_file()
     saved = json.loads((out / "result.json").read_text())
     assert saved["metrics"]["fqe"]["spearman"] == pytest.approx(result["metrics"]["fqe"]["spearman"])
+    # the report is redrawn from the files alone
+    (out / "result.md").unlink()
+    assert ov.main(["--out", str(out), "--report-only"]) == 0
+    assert (out / "result.md").read_text().startswith("# Conservative-OPEstimator validation")
     # the alpha_c = 0 sweep point is the plain FQE fit, reused
     fqe = [p["estimates"]["fqe"]["value"] for p in result["policies"]]
     assert "alpha_c=0" not in result["policies"][0]["estimates"]
     # a rerun reuses every finished fit and true value and gives the same numbers
     t1 = time.perf_counter()
-    again = ov.run_validation(tiny_dataset, out, settings, runs_root=None, families=["preset", "corner", "trained"],
+    again = ov.run_validation(tiny_dataset, out, settings, run_roots=(), families=["preset", "corner", "trained"],
                               train_td3=True, max_members=4, show_progress=False, figures=False)
     assert [p["estimates"]["fqe"]["value"] for p in again["policies"]] == fqe
     assert again["timings_s"]["fits_s"] < 0.3 * result["timings_s"]["fits_s"] + 1.0
     assert time.perf_counter() - t1 < 30
 
 
+def test_harness_takes_trained_runs_one_per_algorithm(tiny_dataset, tmp_path):
+    settings = ov.ValidationSettings(n_steps=10, batch_size=32, hidden_sizes=(8,), target_update_every=5, n_initial=20,
+                                     n_rollouts=2, n_bootstrap=20, n_bootstrap_states=10, td3_steps=10, td3_hidden=(8,))
+    kw = dict(families=["corner", "trained"], max_members=2, sweep=False, estimators=["fqe"], show_progress=False,
+              figures=False)
+    first = ov.run_validation(tiny_dataset, tmp_path / "a", settings, run_roots=(), **kw)
+    run = tmp_path / "a" / "td3_quick"
+    assert first["policies"][-1]["name"] == "td3:quick"
+    # the same run under two roots: capped at one per algorithm (no quick TD3: a td3 run exists) ...
+    one = ov.run_validation(tiny_dataset, tmp_path / "b", settings, run_roots=(tmp_path / "a", run),
+                            runs_per_algo=1, **kw)
+    assert [p["name"] for p in one["policies"]][2:] == ["td3:td3_quick"]
+    assert one["runs"]["used"] == [str(run)] and one["runs"]["not_used"] == [str(run)]
+    # ... or all of them (the default), told apart by name
+    every = ov.run_validation(tiny_dataset, tmp_path / "c", settings, run_roots=(tmp_path / "a", run), **kw)
+    names = [p["name"] for p in every["policies"]][2:]
+    assert len(names) == 2 and names[0] == "td3:td3_quick" and names[1].startswith("td3:td3_quick@")
+    assert every["policies"][2]["truth"] == every["policies"][3]["truth"]
+
+
 def test_harness_refuses_bad_inputs(tiny_dataset, tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
-        ov.run_validation(tmp_path / "missing", tmp_path / "o", runs_root=None, show_progress=False)
+        ov.run_validation(tmp_path / "missing", tmp_path / "o", run_roots=(), show_progress=False)
     with pytest.raises(ValueError, match="unknown estimators"):
         ov.run_validation(tiny_dataset, tmp_path / "o", estimators=["nope"], show_progress=False)
     with pytest.raises(ValueError, match="positive integer"):

@@ -12,9 +12,10 @@ What it does (every step writes files; a rerun with the same settings reuses fin
    (all 5,000 of ``small``). A fresh session of the logged user starts in exactly the logged
    state; the harness checks that on the simulator (``initial_state_max_abs_diff``).
 2. **Zoo** (:mod:`benchmarks.policy_zoo`): presets, seeded random statics, per-state hash-noise
-   variants, degraded and corner statics, every loadable deterministic run under ``--runs``,
-   and a quickly trained **unconstrained TD3** (small networks, a few thousand steps on the
-   *train* split, :class:`agents.offline_d3rlpy.TD3Agent`) when ``--runs`` holds no ``td3`` run.
+   variants, degraded and corner statics, every loadable deterministic run under the ``--runs``
+   directories (default :data:`DEFAULT_RUN_ROOTS`: ``runs/`` and the runs of the baselines
+   suite), and a quickly trained **unconstrained TD3** (small networks, a few thousand steps on
+   the *train* split, :class:`agents.offline_d3rlpy.TD3Agent`) when they hold no ``td3`` run.
    Each member gets its **OOD distance** (mean distance of its actions on the test states to the
    nearest logged action) and is *OOD-heavy* above :func:`benchmarks.policy_zoo.ood_threshold`.
 3. **Truth** (:func:`benchmarks.ab.true_value`): the expected discounted session return (gamma
@@ -66,6 +67,8 @@ MAIN_ESTIMATORS: dict[str, tuple[str, float | None]] = {
     "fqe": ("conservative", 0.0),
     "d3rlpy-fqe": ("d3rlpy-fqe", 0.0),
 }
+#: Directories searched for trained runs by default: ``mtf-bench train``'s and the baselines suite's.
+DEFAULT_RUN_ROOTS: tuple[str, ...] = ("runs", "results/baselines/runs")
 #: Reference result quoted by the issue: FQE's Spearman over 76 continuous-control policies (DOPE).
 DOPE_FQE_SPEARMAN = 0.68
 
@@ -92,7 +95,7 @@ class ValidationSettings:
     """n, initial states (paper: 5000; ``small``'s test split has exactly 5000 sessions)."""
     n_rollouts: int = 4
     """Simulated sessions per initial state for the true value."""
-    sweep_alphas: tuple[float, ...] = (0.0, 1e-4, 5e-4, 2e-3, 5e-3, 1e-2)
+    sweep_alphas: tuple[float, ...] = (0.0, 5e-4, 2e-3, 5e-3, 1e-2)
     """alpha_c values of the sweep (the conservative estimator, all zoo members)."""
     n_random: int = 4
     """Random static members of the zoo."""
@@ -342,16 +345,19 @@ def _quick_td3(data_dir: Path, out_dir: Path, settings: ValidationSettings, show
 
 
 def run_validation(data_dir: str | Path, out: str | Path, settings: ValidationSettings = DEFAULT_SETTINGS,
-                   runs_root: str | Path | None = "runs", families: Sequence[str] | None = None,
+                   run_roots: Sequence[str | Path] = DEFAULT_RUN_ROOTS, families: Sequence[str] | None = None,
                    train_td3: bool = True, max_members: int | None = None, sweep: bool = True,
+                   runs_per_algo: int | None = None,
                    estimators: Sequence[str] = tuple(MAIN_ESTIMATORS), show_progress: bool = True,
                    figures: bool = True) -> dict[str, Any]:
     """Run the whole harness (see module docstring); returns the result dict written to ``OUT/result.json``.
 
-    runs_root: directory searched for trained runs (None: none). families: zoo families (None:
+    run_roots: directories searched for trained runs (empty: none). families: zoo families (None:
     all). train_td3: train the quick TD3 when no td3 run is found. max_members: keep only the
-    first members of the built zoo (trained runs are added after; for smoke tests). sweep: run the alpha_c sweep. estimators: names of
-    :data:`MAIN_ESTIMATORS` to compare.
+    first members of the built zoo (trained runs are added after; for smoke tests). sweep: run
+    the alpha_c sweep. estimators: names of :data:`MAIN_ESTIMATORS` to compare. runs_per_algo:
+    trained runs kept per algorithm, the first found in ``run_roots`` order (None: all; a cap
+    bounds the time when many seeds exist: each BCQ-style run costs minutes here).
     """
     import torch
     from tqdm.auto import tqdm
@@ -384,7 +390,15 @@ def run_validation(data_dir: str | Path, out: str | Path, settings: ValidationSe
     # 2. zoo ------------------------------------------------------------------------------------
     t0 = time.perf_counter()
     families = tuple(families) if families is not None else zoo_mod.FAMILIES
-    run_dirs = zoo_mod.find_run_dirs(runs_root) if runs_root is not None and "trained" in families else []
+    found = [d for root in run_roots for d in zoo_mod.find_run_dirs(root)] if "trained" in families else []
+    run_dirs, not_used, per_algo = [], [], {}
+    for d in found:
+        algo = json.loads((d / "config.json").read_text())["algo"]
+        if runs_per_algo is not None and per_algo.get(algo, 0) >= runs_per_algo:
+            not_used.append(str(d))
+            continue
+        per_algo[algo] = per_algo.get(algo, 0) + 1
+        run_dirs.append(d)
     members = zoo_mod.build_zoo(seed=settings.seed, n_random=settings.n_random,
                                 families=[f for f in families if f != "trained"])
     if max_members is not None:
@@ -398,7 +412,10 @@ def run_validation(data_dir: str | Path, out: str | Path, settings: ValidationSe
             quick, more = zoo_mod.trained_members([td3_dir])
             trained += [dataclasses.replace(m, name="td3:quick") for m in quick]
             skipped += more
-        members += trained
+        for m in trained:  # the same run name under two roots: tell them apart by the root's parent
+            if any(m.name == other.name for other in members):
+                m = dataclasses.replace(m, name=f"{m.name}@{Path(m.spec).parent.parent.name or 'runs'}")
+            members.append(m)
     if len(members) < 3:
         raise ValueError(f"the zoo has {len(members)} members; need at least 3 for rank metrics")
     threshold = zoo_mod.ood_threshold(data.actions, seed=settings.seed)
@@ -506,7 +523,8 @@ def run_validation(data_dir: str | Path, out: str | Path, settings: ValidationSe
                 "definition": "mean over test states of the distance from pi(s) to the nearest logged action "
                               "(action units); OOD-heavy above the 95% quantile of the logged actions' "
                               "leave-one-out nearest-neighbour distances"},
-        "runs": {"found": [str(p) for p in run_dirs], "skipped": skipped},
+        "runs": {"used": [str(p) for p in run_dirs], "skipped": skipped, "not_used": not_used,
+                 "runs_per_algo": runs_per_algo},
         "policies": policies,
         "metrics": metrics,
         "targets": targets,
@@ -517,12 +535,18 @@ def run_validation(data_dir: str | Path, out: str | Path, settings: ValidationSe
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "result.json", result)
+    write_report(result, out, figures=figures)
+    return result
+
+
+def write_report(result: dict[str, Any], out: str | Path, figures: bool = True) -> None:
+    """``OUT/result.md`` and (with ``figures``) ``scatter.png`` / ``alpha_sweep.png`` from a result dict."""
+    out = Path(out)
     (out / "result.md").write_text(markdown_report(result))
     if figures:
         scatter_figure(result, out / "scatter.png")
-        if sweep_rows:
+        if result["alpha_sweep"]:
             sweep_figure(result, out / "alpha_sweep.png")
-    return result
 
 
 # ----------------------------------------------------------------------------------------
@@ -533,15 +557,26 @@ def _f(x: Any, fmt: str = ".3f") -> str:
     return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, fmt)
 
 
+def _spread_note(result: dict[str, Any]) -> str:
+    """One sentence on how the true values spread: normalised metrics divide by the full range."""
+    truth = np.sort([p["truth"] for p in result["policies"]])
+    span = truth[-1] - truth[0]
+    upper = truth[len(truth) // 2 :]
+    return (f"True values: min {truth[0]:.3f}, median {np.median(truth):.3f}, max {truth[-1]:.3f}; the better half "
+            f"of the zoo spans {upper[-1] - upper[0]:.3f} ({100 * (upper[-1] - upper[0]) / span:.0f}% of the range; a "
+            f"normalised error of 0.1 is {0.1 * span:.3f}).")
+
+
 def markdown_report(result: dict[str, Any]) -> str:
     """The result as Markdown: metrics side by side, targets, sweep, per-policy table, settings."""
     m = result["metrics"]
-    names = list(m)
+    names = [n for n in MAIN_ESTIMATORS if n in m] + [n for n in m if n not in MAIN_ESTIMATORS]  # JSON sorts keys
     lvl = f"{100 * result['settings']['ci_level']:g}%"
     lines = [f"# Conservative-OPEstimator validation on {result['dataset']['path']} (test split)", "",
              f"{len(result['policies'])} zoo policies ({m[names[0]]['n_ood_heavy']} OOD-heavy), "
              f"{result['dataset']['n_transitions']} test transitions, {result['dataset']['n_initial_states']} initial "
              f"states; truth range {_f(m[names[0]]['truth_range'])}; wall time {result['timings_s']['total_s']:.0f} s.",
+             "", _spread_note(result),
              "", "## Metrics (DOPE protocol; normalised by the range of true values)", "",
              "| metric | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
 
@@ -577,7 +612,10 @@ def markdown_report(result: dict[str, Any]) -> str:
                          f"| {_f(r['normalised_mean_signed_error_in_distribution'])} | {_f(r['share_below'], '.2f')} "
                          f"| {_f(r['share_below_ood'], '.2f')} | {_f(r['median_slack_ood'])} "
                          f"| {_f(r['spearman'])} | {_f(r['regret_at_1'])} | {_f(r['nmae'])} |")
-    labels = list(result["policies"][0]["estimates"]) if result["policies"] else []
+    present = set(result["policies"][0]["estimates"]) if result["policies"] else set()
+    labels = [n for n in MAIN_ESTIMATORS if n in present]
+    labels += [r["estimator"] for r in result["alpha_sweep"] if r["estimator"] not in labels]
+    labels += sorted(present - set(labels))
     lines += ["", "## Policies", "", "| policy | family | OOD dist | OOD-heavy | truth (se) | " + " | ".join(labels) + " |",
               "| --- | --- | ---: | --- | ---: |" + " ---: |" * len(labels)]
     for p in sorted(result["policies"], key=lambda p: -p["truth"]):
@@ -591,7 +629,9 @@ def markdown_report(result: dict[str, Any]) -> str:
         lines.append(f"| {key} | {s[key]} | {ps[key]} |")
     lines += ["", f"OOD-heavy: {result['ood']['definition']}; threshold {result['ood']['threshold']:.3f}.",
               f"Initial states: simulator vs logged max |diff| = {result['dataset']['initial_state_max_abs_diff']:.2g}.",
-              f"Trained runs found: {result['runs']['found'] or 'none'}; skipped: {result['runs']['skipped'] or 'none'}."]
+              f"Trained runs used: {result['runs']['used'] or 'none'}; failed to load: "
+              f"{result['runs']['skipped'] or 'none'}; not used (over --runs-per-algo "
+              f"{result['runs']['runs_per_algo']}): {result['runs']['not_used'] or 'none'}."]
     t = result["timings_s"]
     lines.append(f"Timings (s): data {t['data_s']:.0f}, zoo {t['zoo_s']:.0f}, truth {t['truth_s']:.0f}, "
                  f"fits {t['fits_s']:.0f}, total {t['total_s']:.0f}; load average at end "
@@ -606,7 +646,7 @@ def scatter_figure(result: dict[str, Any], path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(result["metrics"])
+    names = [n for n in MAIN_ESTIMATORS if n in result["metrics"]]
     pols = result["policies"]
     truth = np.array([p["truth"] for p in pols])
     ood = np.array([p["ood_heavy"] for p in pols])
@@ -667,7 +707,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.suites.ope_validation", description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, default=Path("datasets/small"), help="logged dataset directory")
     p.add_argument("--out", type=Path, default=Path("results/ope_validation"), help="output directory")
-    p.add_argument("--runs", default="runs", help="directory searched for trained runs ('' for none)")
+    p.add_argument("--runs", action="append", default=None,
+                   help=f"directory searched for trained runs, repeatable (default {' '.join(DEFAULT_RUN_ROOTS)}; "
+                        "'' for none)")
     p.add_argument("--paper", action="store_true", help="the paper's estimator settings (slow on a small CPU)")
     p.add_argument("--steps", type=int, default=None, help=f"gradient steps K (default {d.n_steps})")
     p.add_argument("--lr", type=float, default=None, help=f"learning rate (default {d.learning_rate})")
@@ -676,17 +718,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--td3-steps", type=int, default=None, help=f"steps of the quick TD3 (default {d.td3_steps})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-td3", action="store_true", help="do not train the quick TD3")
+    p.add_argument("--runs-per-algo", type=int, default=None,
+                   help="keep at most this many trained runs per algorithm (default: all found)")
     p.add_argument("--no-sweep", action="store_true", help="skip the alpha_c sweep")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--report-only", action="store_true",
+                   help="redraw result.md and the figures from OUT/result.json (no fitting)")
     args = p.parse_args(argv)
+    if args.report_only:
+        try:
+            result = json.loads((args.out / "result.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            print(f"ope_validation: error: cannot read {args.out / 'result.json'}: {exc}")
+            return 2
+        write_report(result, args.out)
+        print(f"report -> {args.out}/result.md, scatter.png, alpha_sweep.png")
+        return 0
     base = PAPER_SETTINGS if args.paper else DEFAULT_SETTINGS
     changes = {k: v for k, v in {"n_steps": args.steps, "learning_rate": args.lr, "n_rollouts": args.rollouts,
                                  "n_initial": args.n_initial, "td3_steps": args.td3_steps, "seed": args.seed}.items()
                if v is not None}
     try:
         settings = dataclasses.replace(base, **changes)
-        result = run_validation(args.data, args.out, settings, runs_root=args.runs or None, train_td3=not args.no_td3,
-                                sweep=not args.no_sweep, show_progress=not args.no_progress)
+        roots = DEFAULT_RUN_ROOTS if args.runs is None else [r for r in args.runs if r]
+        result = run_validation(args.data, args.out, settings, run_roots=roots, train_td3=not args.no_td3,
+                                sweep=not args.no_sweep, show_progress=not args.no_progress,
+                                runs_per_algo=args.runs_per_algo)
     except (ValueError, FileNotFoundError) as exc:
         print(f"ope_validation: error: {exc}")
         return 2
