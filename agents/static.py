@@ -101,7 +101,7 @@ class GaussianPolicy:
         """Actions (B, 12) float32 and the log-density (B,) of each draw."""
         obs = check_obs_batch(obs)
         mean = self._mean(obs)
-        noise = self.rng.standard_normal(mean.shape, dtype=np.float32)
+        noise = self.rng.standard_normal(mean.shape).astype(np.float32)
         raw = mean + noise * self.std
         log_prob = (-0.5 * noise**2 - np.log(self.std) - 0.5 * np.log(2 * np.pi)).sum(1)
         self.last_log_prob = log_prob.astype(np.float32)
