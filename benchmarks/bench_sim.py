@@ -40,28 +40,9 @@ def _timed(fn, min_seconds: float) -> dict[str, float]:
             return {"per_s": units / elapsed, "per_cpu_s": units / max(time.process_time() - c0, 1e-9)}
 
 
-def single_env_steps_per_s(config: dict, min_seconds: float, unwrapped: bool = False) -> dict[str, float]:
-    import mtf_env  # noqa: F401
-
-    env = gym.make("ShortVideoMTF-v0", **config)
-    if unwrapped:
-        env = env.unwrapped
+def env_steps_per_s(env: gym.Env, action: np.ndarray, min_seconds: float) -> dict[str, float]:
+    """Steps per second of a single Gymnasium env under a fixed action (resets included)."""
     env.reset(seed=0)
-
-    def work() -> int:
-        for _ in range(1000):
-            _, _, terminated, truncated, _ = env.step(PRODUCTION_ACTION)
-            if terminated or truncated:
-                env.reset()
-        return 1000
-
-    return _timed(work, min_seconds)
-
-
-def pendulum_steps_per_s(min_seconds: float) -> dict[str, float]:
-    env = gym.make("Pendulum-v1")
-    env.reset(seed=0)
-    action = np.zeros(1, np.float32)
 
     def work() -> int:
         for _ in range(1000):
@@ -71,6 +52,17 @@ def pendulum_steps_per_s(min_seconds: float) -> dict[str, float]:
         return 1000
 
     return _timed(work, min_seconds)
+
+
+def single_env_steps_per_s(config: dict, min_seconds: float, unwrapped: bool = False) -> dict[str, float]:
+    import mtf_env  # noqa: F401  (registers the env)
+
+    env = gym.make("ShortVideoMTF-v0", **config)
+    return env_steps_per_s(env.unwrapped if unwrapped else env, PRODUCTION_ACTION, min_seconds)
+
+
+def pendulum_steps_per_s(min_seconds: float) -> dict[str, float]:
+    return env_steps_per_s(gym.make("Pendulum-v1"), np.zeros(1, np.float32), min_seconds)
 
 
 def batched_requests_per_s(sim: Simulator, batch: int, min_seconds: float) -> dict[str, float]:

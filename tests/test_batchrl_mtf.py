@@ -43,14 +43,6 @@ def session_data(n: int = 3000, seed: int = 0, obs_dim: int = OBS_DIM) -> Transi
     )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """The test machine is small and shared: two OpenMP threads under load are many times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def data() -> TransitionArrays:

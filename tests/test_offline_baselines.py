@@ -46,13 +46,6 @@ def session_data(n: int = 600, seed: int = 0, obs_dim: int = OBS_DIM) -> Transit
     )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def data() -> TransitionArrays:

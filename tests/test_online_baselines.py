@@ -26,13 +26,6 @@ TINY_ES = ESConfig(n_users=40, n_pairs=2, hidden=(4,))
 TINY_SAC = SACOnlineConfig(n_envs=2, net_arch=(8, 8), batch_size=8, learning_starts=2, buffer_size=200)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def data(small_config) -> TransitionArrays:

@@ -32,14 +32,6 @@ MLP_SE_FACTOR = 2.5  # standard error of the MLP fit / least-squares standard er
 SMALL = dict(hidden_sizes=(64, 64), batch_size=128, target_update_every=25, learning_rate=1e-3, n_bootstrap=200)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The test machine's 2 cores are shared: one torch thread per test process."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def small_config(**kw) -> ConservativeFQEConfig:
     return ConservativeFQEConfig(**{**SMALL, "n_steps": 1000, "alpha_c": 0.0, **kw})

@@ -10,19 +10,11 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 from agents.static import StaticPolicy
 from benchmarks import policy_zoo as zoo
 from benchmarks.suites import ope_validation as ov
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------------------- metrics
