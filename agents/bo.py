@@ -49,13 +49,12 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from agents.base import (CHECKPOINT_NAME, METRICS_NAME, CheckpointError, FitResult, MetricsLogger, check_checkpoint,
-                         check_fit_args, check_resume, check_seed, config_from_dict, config_json, fit_loop,
-                         load_checkpoint, load_resume_checkpoint, read_run_config, save_checkpoint, write_json,
-                         write_run_config)
+from agents.base import (CHECKPOINT_NAME, CheckpointError, FitResult, check_checkpoint, check_fit_args, check_seed,
+                         config_from_dict, config_json, load_checkpoint, read_run_config, save_checkpoint,
+                         write_json, write_run_config)
 from agents.baseline_settings import BO_N_RESTARTS_OPTIMIZER, BO_NORMALIZE_Y
 from agents.online import (BUDGET_NAME, OnlineBudget, check_data, draw_users, normalise_reward, resolve_sim_config,
-                           rollout_objective, round_rng, sim_config_json)
+                           rollout_objective, round_rng, run_online_fit, sim_config_json)
 from agents.policy import check_obs_batch
 from agents.static import StaticPolicy
 from mtf_env.config import SimConfig
@@ -265,25 +264,8 @@ class BayesianOptimisation:
                                  out_dir=out_dir)
         self.seed, self.step, self.action = check_seed(seed), 0, None
         self._reset_history()
-        out = Path(out_dir) if out_dir is not None else None
-        state = load_resume_checkpoint(out / CHECKPOINT_NAME if out is not None else None, resume)
-        if state is not None:
-            check_resume(state, {"seed": self.seed, "sim_config": sim_config_json(self.sim_config)}, self.config)
-            self._load_state(state, out / CHECKPOINT_NAME)
-            if self.step > n_steps:
-                raise ValueError(f"checkpoint is at round {self.step}, beyond n_steps={n_steps}")
-        sim = Simulator(self.sim_config)
-        logger = None
-        if out is not None:
-            self._write_config(out)
-            logger = MetricsLogger(out / METRICS_NAME, resume=state is not None, last_step=self.step)
-
-        def checkpoint(_step: int) -> None:
-            self.save(out)
-
-        return fit_loop(lambda step: self._round(sim, step), n_steps, start_step=self.step, log_every=1,
-                        logger=logger, checkpoint=checkpoint if out is not None else None, checkpoint_every=1,
-                        desc=ALGO_NAME, show_progress=show_progress)
+        return run_online_fit(self, self._round, n_steps, out_dir, resume, unit="round", desc=ALGO_NAME,
+                              show_progress=show_progress)
 
     # ------------------------------------------------------------------ acting
     def _require_action(self) -> np.ndarray:

@@ -50,14 +50,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.base import (CHECKPOINT_NAME, METRICS_NAME, CheckpointError, FitResult, MetricsLogger, check_checkpoint,
-                         check_fit_args, check_resume, check_seed, config_from_dict, config_json, fit_loop,
-                         load_checkpoint, load_resume_checkpoint, read_run_config, save_checkpoint, seed_from,
+from agents.base import (CHECKPOINT_NAME, CheckpointError, FitResult, check_checkpoint, check_fit_args, check_seed,
+                         config_from_dict, config_json, load_checkpoint, read_run_config, save_checkpoint, seed_from,
                          write_json, write_run_config)
 from agents.baseline_settings import ES_SIGMA
 from agents.nets import mlp
 from agents.online import (BUDGET_NAME, OBJECTIVES, OnlineBudget, check_data, draw_users, normalise_reward,
-                           resolve_sim_config, rollout_objective, round_rng, sim_config_json)
+                           resolve_sim_config, rollout_objective, round_rng, run_online_fit, sim_config_json)
 from agents.policy import check_obs_batch
 from mtf_env.config import SimConfig
 from mtf_env.core import Simulator, obs_dim as world_obs_dim
@@ -270,25 +269,8 @@ class EvolutionStrategy:
         self.seed = check_seed(seed)
         self.step, self.theta = 0, self._initial_theta(self.seed)
         self.budget = OnlineBudget(users_per_round=self.config.n_users)
-        out = Path(out_dir) if out_dir is not None else None
-        state = load_resume_checkpoint(out / CHECKPOINT_NAME if out is not None else None, resume)
-        if state is not None:
-            check_resume(state, {"seed": self.seed, "sim_config": sim_config_json(self.sim_config)}, self.config)
-            self._load_state(state, out / CHECKPOINT_NAME)
-            if self.step > n_steps:
-                raise ValueError(f"checkpoint is at iteration {self.step}, beyond n_steps={n_steps}")
-        sim = Simulator(self.sim_config)
-        logger = None
-        if out is not None:
-            self._write_config(out)
-            logger = MetricsLogger(out / METRICS_NAME, resume=state is not None, last_step=self.step)
-
-        def checkpoint(_step: int) -> None:
-            self.save(out)
-
-        return fit_loop(lambda t: self._iteration(sim, t), n_steps, start_step=self.step, log_every=1,
-                        logger=logger, checkpoint=checkpoint if out is not None else None, checkpoint_every=1,
-                        desc=ALGO_NAME, show_progress=show_progress)
+        return run_online_fit(self, self._iteration, n_steps, out_dir, resume, unit="iteration", desc=ALGO_NAME,
+                              show_progress=show_progress)
 
     # ------------------------------------------------------------------ acting
     def _require_theta(self) -> np.ndarray:
