@@ -32,7 +32,6 @@ from mtf_env.fusion import alpha_to_action
 from mtf_env.rewards import REWARD_PRESETS
 from mtf_env.rollout import SessionRollout, rollout_sessions
 from mtf_env.tasks import POSITIVE_INTERACTIONS, TASK_INDEX
-from mtf_env.world import N_PROFILE_ONEHOT  # noqa: F401  (layout documented in core.obs_layout)
 
 SEGMENT_FIELD = "age_bucket"
 N_SEGMENTS = 4
@@ -91,7 +90,6 @@ def feedback_rates(r: SessionRollout) -> dict[str, float]:
 @dataclass
 class Diagnosis:
     report: dict
-    figure_data: dict
 
 
 def diagnose(config: SimConfig = SimConfig(), n_sessions: int = 40_000, n_random: int = 18, seed: int = 0,
@@ -188,7 +186,7 @@ def diagnose(config: SimConfig = SimConfig(), n_sessions: int = 40_000, n_random
                        for n in names},
         "seconds": time.perf_counter() - t0,
     }
-    return Diagnosis(report=report, figure_data={})
+    return Diagnosis(report=report)
 
 
 def plot_diagnosis(report: dict, path: Path) -> None:
