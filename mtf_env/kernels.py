@@ -11,8 +11,8 @@ Column layouts of the packed arrays are the constants below; :mod:`mtf_env.core`
 from __future__ import annotations
 
 import math
-
 import os
+import types
 
 import numba as nb
 import numpy as np
@@ -269,10 +269,21 @@ def _step_rows(order, active, action, alpha_low, alpha_high, u_cand, u_resp, cel
         trunc_out[b] = (not exited) and dyn[b, DY_REQUEST] >= max_requests
 
 
+def _named_copy(fn, name: str):
+    """``fn`` under another name. numba's on-disk cache keys a function by its module, name and
+    line and NOT by the ``parallel`` flag, so two dispatchers over one Python function share one
+    cache entry: the serial step then loaded the parallel build (a thread-pool start per call,
+    ~80 us at batch 1) or the other way round. Distinct names give distinct cache entries."""
+    copy = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = name
+    copy.__doc__ = fn.__doc__
+    return copy
+
+
 #: The request step, compiled twice: serial for small batches (no thread start-up cost, the
 #: single env) and parallel over rows for large ones. Both give identical results.
-step_serial = nb.njit(**_JIT)(_step_rows)
-step_parallel = nb.njit(**_JIT, parallel=True)(_step_rows)
+step_serial = nb.njit(**_JIT)(_named_copy(_step_rows, "_step_rows_serial"))
+step_parallel = nb.njit(**_JIT, parallel=True)(_named_copy(_step_rows, "_step_rows_parallel"))
 #: Batches at least this large use the parallel kernel.
 PARALLEL_MIN_BATCH = 256
 
