@@ -255,9 +255,8 @@ class Simulator:
         cat = self.catalogue
         if active is None:
             active = np.ones(b, np.bool_)
-        # rows grouped by profile cell: each cell's 1 MB block of the score table stays in cache
-        order = np.argsort(state.cell, kind="stable") if b >= K.PARALLEL_MIN_BATCH else np.arange(b)
-        K.step_kernel(order, np.ascontiguousarray(active, dtype=np.bool_), action, ALPHA_LOW, ALPHA_HIGH, u_cand, u_resp, state.cell, self.score_table, cfg.n_items,
+        K.step_kernel(np.ascontiguousarray(active, dtype=np.bool_), action, ALPHA_LOW, ALPHA_HIGH, u_cand, u_resp,
+                      state.cell, self.score_table, cfg.n_items,
                       self.n_interest, cat.topic_start, cat.topic_count, cat.popular_pool, self._item_attr,
                       state.interest, state.traits, state.dyn, state.saturation, state.retrieval_lut, state.obs,
                       self.obs_low, self.obs_high, self._layout_starts, self.reward_weights, self._p,

@@ -16,6 +16,10 @@ import types
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
+from numba import types as nbtypes
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 # GNU OpenMP (numba's default layer where it is installed) aborts a process that forks after
 # using it (gymnasium's AsyncVectorEnv forks workers); "forksafe" picks a fork-safe layer.
@@ -44,8 +48,30 @@ F_PLAY, F_FINISH, F_LONG, F_SKIP, F_LIKE = 0, 1, 2, 3, 4
 F_HATE, F_EXIT = 10, 11
 LOG_LEN_MEAN = math.log(60.0)
 LOG_LEN_STD = 0.8
+#: Bytes per CPU cache line (prefetch granularity).
+CACHE_LINE = 64
+#: Rows per chunk of the request step (the unit of work per thread, and of look-ahead).
+ROW_CHUNK = 32
 
 _JIT = dict(nogil=True, cache=True, fastmath=False, error_model="numpy")
+
+
+@intrinsic
+def _prefetch(typingctx, address):
+    """Hint the CPU to start loading the cache line at ``address`` (intp) (LLVM's prefetch:
+    read, keep in every cache level). Changes no result; lets independent gathers overlap."""
+    sig = nbtypes.void(nbtypes.intp)
+
+    def codegen(context, builder, signature, args):
+        i8_ptr = ir.PointerType(ir.IntType(8))
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8_ptr, i32, i32, i32]), "llvm.prefetch.p0")
+        ptr = builder.inttoptr(args[0], i8_ptr)
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @nb.njit(**_JIT, inline="always")
@@ -108,14 +134,43 @@ def respond_batch(m, items, item_attr, traits, satisfaction, fatigue, p, u, feed
                                  feedback[i])
 
 
-def _step_rows(order, active, action, alpha_low, alpha_high, u_cand, u_resp, cell, score_table, n_items, n_interest,
+@nb.njit(**_JIT, inline="always")
+def _prefetch_row(array, row):
+    """Prefetch every cache line of ``array[row]`` (any C-contiguous array with rows along axis 0)."""
+    start = np.intp(array.ctypes.data) + row * array.strides[0]
+    for offset in range(0, array.strides[0], CACHE_LINE):
+        _prefetch(start + offset)
+
+
+@nb.njit(**_JIT, inline="always")
+def _retrieve(b, u_cand, n_interest, retrieval_lut, topic_start, topic_count, popular_pool, cand):
+    """Retrieve row b's K candidates (video ids) into ``cand`` (K,)."""
+    n_lut = retrieval_lut.shape[1]
+    n_pool = popular_pool.shape[0]
+    for j in range(u_cand.shape[1]):
+        x = u_cand[b, j]
+        if j < n_interest:
+            x = x * n_lut
+            slot = int(x)
+            topic = retrieval_lut[b, slot]
+            item = topic_start[topic] + min(int((x - slot) * topic_count[topic]), topic_count[topic] - 1)
+        else:
+            item = popular_pool[min(int(x * n_pool), n_pool - 1)]
+        cand[j] = item
+
+
+@nb.njit(**_JIT, inline="always")
+def _prefetch_score_row(score_table, cell, n_items, item):
+    """Prefetch the score-table row (one cache line) of video ``item`` for profile ``cell``."""
+    _prefetch(np.intp(score_table.ctypes.data) + (cell * n_items + item) * score_table.strides[0])
+
+
+def _step_rows(active, action, alpha_low, alpha_high, u_cand, u_resp, cell, score_table, n_items, n_interest,
                 topic_start, topic_count, popular_pool, item_attr, interest, traits, dyn, saturation,
                 retrieval_lut, obs, obs_low, obs_high, layout, reward_w, p, max_requests, history_window,
                 items_out, feedback_out, watched_out, utility_out, request_fb_out, reward_out, term_out, trunc_out):
     """One request for every row b (see :class:`mtf_env.core.Simulator` for the model).
 
-    order (B,) int64: the order to process rows in (a permutation; grouping rows by profile
-    cell keeps each cell's block of the score table in cache); results do not depend on it.
     active (B,) bool: rows to serve (the others are left untouched and report zeros);
     action (B, 12) already validated; u_cand (B, K); u_resp (B, L, N_UNIFORMS); layout:
     (history_topics, history_stats, session_stats, session_topics) start columns of ``obs``.
@@ -123,10 +178,6 @@ def _step_rows(order, active, action, alpha_low, alpha_high, u_cand, u_resp, cel
     """
     n_rows, k_cand = u_cand.shape
     page = items_out.shape[1]
-    n_topics = interest.shape[1]
-    n_lut = retrieval_lut.shape[1]
-    n_pool = popular_pool.shape[0]
-    h_top, h_stats, s_stats, s_top = layout[0], layout[1], layout[2], layout[3]
     # scratch space for every row, allocated once (allocating inside the row loop costs more
     # than the scoring itself)
     alpha_all = np.empty((n_rows, N_TASKS), np.float64)
@@ -134,139 +185,173 @@ def _step_rows(order, active, action, alpha_low, alpha_high, u_cand, u_resp, cel
     scores_all = np.empty((n_rows, k_cand), np.float64)
     top_score_all = np.empty((n_rows, page), np.float64)
     top_item_all = np.empty((n_rows, page), np.int64)
-    for i in nb.prange(n_rows):
-        b = order[i]
-        if not active[b]:
-            for l in range(page):
-                items_out[b, l] = -1
-                watched_out[b, l] = False
-                utility_out[b, l] = 0.0
-                for t in range(N_TASKS):
-                    feedback_out[b, l, t] = 0.0
-            for t in range(N_TASKS):
-                request_fb_out[b, t] = 0.0
-            reward_out[b] = 0.0
-            term_out[b] = False
-            trunc_out[b] = False
-            continue
-        alpha = alpha_all[b]
-        for t in range(N_TASKS):
-            a = min(max(action[b, t], -1.0), 1.0)
-            alpha[t] = alpha_low[t] + (a + 1.0) * 0.5 * (alpha_high[t] - alpha_low[t])
-        # ---- retrieval and scoring in one branch-light pass (independent table loads overlap)
-        cand = cand_all[b]
-        scores = scores_all[b]
-        row0 = cell[b] * n_items
-        for j in range(k_cand):
-            x = u_cand[b, j]
-            if j < n_interest:
-                x = x * n_lut
-                slot = int(x)
-                topic = retrieval_lut[b, slot]
-                item = topic_start[topic] + min(int((x - slot) * topic_count[topic]), topic_count[topic] - 1)
+    # Rows run in chunks (the parallel kernel hands whole chunks to threads). The kernel is bound
+    # by the K random reads of the score table per row, so inside a chunk the next row's
+    # candidates are retrieved before the current row is served, and the current row's scoring
+    # loop prefetches the next row's table rows one by one (paced, so the CPU's miss buffers do
+    # not overflow and drop them) together with the next row's state. ~2x over plain loads.
+    n_chunks = (n_rows + ROW_CHUNK - 1) // ROW_CHUNK
+    for c in nb.prange(n_chunks):
+        start, stop = c * ROW_CHUNK, min((c + 1) * ROW_CHUNK, n_rows)
+        for b in range(start, stop):
+            if b == start and active[b]:
+                _retrieve(b, u_cand, n_interest, retrieval_lut, topic_start, topic_count, popular_pool, cand_all[b])
+                for j in range(k_cand):
+                    _prefetch_score_row(score_table, cell[b], n_items, cand_all[b, j])
+            nxt = b + 1
+            if nxt < stop and active[nxt]:
+                _retrieve(nxt, u_cand, n_interest, retrieval_lut, topic_start, topic_count, popular_pool,
+                          cand_all[nxt])
+                _prefetch_row(u_resp, nxt)
+                _prefetch_row(feedback_out, nxt)
+                _prefetch_row(interest, nxt)
+                _prefetch_row(saturation, nxt)
+                _prefetch_row(obs, nxt)
             else:
-                item = popular_pool[min(int(x * n_pool), n_pool - 1)]
-            cand[j] = item
-            s = 0.0
-            for t in range(N_TASKS):
-                s += score_table[row0 + item, t] * alpha[t]
-            scores[j] = s
-        # ---- fusion: keep the top `page`, best first (earlier candidates win exact ties)
-        top_score = top_score_all[b]
-        top_item = top_item_all[b]
+                nxt = -1
+            _serve_row(b, nxt, active, action, alpha_low, alpha_high, u_resp, cell, score_table, n_items,
+                       item_attr, interest, traits, dyn, saturation, obs, obs_low, obs_high, layout, reward_w, p,
+                       max_requests, history_window, items_out, feedback_out, watched_out, utility_out,
+                       request_fb_out, reward_out, term_out, trunc_out, cand_all, scores_all, top_score_all,
+                       top_item_all, alpha_all)
+
+
+@nb.njit(**_JIT)
+def _serve_row(b, nxt, active, action, alpha_low, alpha_high, u_resp, cell, score_table, n_items, item_attr, interest,
+               traits, dyn, saturation, obs, obs_low, obs_high, layout, reward_w, p, max_requests, history_window,
+               items_out, feedback_out, watched_out, utility_out, request_fb_out, reward_out, term_out, trunc_out,
+               cand_all, scores_all, top_score_all, top_item_all, alpha_all):
+    """Score, rank, show and respond for row b, whose candidates are already in ``cand_all[b]``;
+    prefetch the score-table rows of row ``nxt``'s candidates (none if ``nxt`` < 0)."""
+    k_cand = cand_all.shape[1]
+    page = items_out.shape[1]
+    n_topics = interest.shape[1]
+    h_top, h_stats, s_stats, s_top = layout[0], layout[1], layout[2], layout[3]
+    if not active[b]:
         for l in range(page):
-            top_score[l] = -np.inf
-            top_item[l] = 0
-        for j in range(k_cand):
-            s = scores[j]
-            if s > top_score[page - 1]:
-                pos = page - 1
-                while pos > 0 and s > top_score[pos - 1]:
-                    top_score[pos] = top_score[pos - 1]
-                    top_item[pos] = top_item[pos - 1]
-                    pos -= 1
-                top_score[pos] = s
-                top_item[pos] = cand[j]
-        # ---- the user watches the page in order, with the state as of the request
-        sat0 = dyn[b, DY_SATISFACTION]
-        fat0 = dyn[b, DY_FATIGUE]
+            items_out[b, l] = -1
+            watched_out[b, l] = False
+            utility_out[b, l] = 0.0
+            for t in range(N_TASKS):
+                feedback_out[b, l, t] = 0.0
         for t in range(N_TASKS):
             request_fb_out[b, t] = 0.0
-        n_watched = 0
-        util_sum = 0.0
-        frac_sum = 0.0
-        loglen_sum = 0.0
-        exited = False
-        for l in range(page):
-            item = top_item[l]
-            items_out[b, l] = item
-            if exited:
-                watched_out[b, l] = False
-                utility_out[b, l] = 0.0
-                for t in range(N_TASKS):
-                    feedback_out[b, l, t] = 0.0
-                continue
-            topic = int(item_attr[item, IT_TOPIC])
-            m = interest[b, topic] - traits[b, TR_BOREDOM] * saturation[b, topic]
-            util = respond_one(m, item_attr[item], traits[b], sat0, fat0, p, u_resp[b, l], feedback_out[b, l])
-            watched_out[b, l] = True
-            utility_out[b, l] = util
-            for t in range(N_TASKS):
-                request_fb_out[b, t] += feedback_out[b, l, t]
-            n_watched += 1
-            util_sum += util
-            frac_sum += feedback_out[b, l, F_PLAY] / item_attr[item, IT_DURATION]
-            loglen_sum += item_attr[item, IT_LOG_LEN]
-            exited = feedback_out[b, l, F_EXIT] > 0.0
-        # ---- hidden state: once per request, from the page's feedback
-        play_s = request_fb_out[b, F_PLAY]
-        dyn[b, DY_FATIGUE] = fat0 + p[PA_FATIGUE_PER_MIN] * play_s / 60.0
-        dyn[b, DY_SATISFACTION] = p[PA_SAT_DECAY] * sat0 + (1.0 - p[PA_SAT_DECAY]) * util_sum / n_watched
-        for t in range(n_topics):
-            saturation[b, t] *= p[PA_SATURATION_DECAY]
-        prev_videos = dyn[b, DY_VIDEOS]
-        videos = prev_videos + n_watched
-        for t in range(n_topics):
-            obs[b, s_top + t] *= prev_videos
-        keep = (1.0 - 1.0 / history_window) ** n_watched
-        for t in range(n_topics):
-            obs[b, h_top + t] *= keep
-        for l in range(n_watched):
-            topic = int(item_attr[top_item[l], IT_TOPIC])
-            saturation[b, topic] += p[PA_SATURATION_GAIN]
-            obs[b, h_top + topic] += (1.0 - keep) / n_watched
-            obs[b, s_top + topic] += 1.0
-        for t in range(n_topics):
-            obs[b, s_top + t] /= videos
-        dyn[b, DY_REQUEST] += 1.0
-        dyn[b, DY_VIDEOS] = videos
-        dyn[b, DY_PLAY_S] += play_s
-        dyn[b, DY_LIKES] += request_fb_out[b, F_LIKE]
-        dyn[b, DY_SKIPS] += request_fb_out[b, F_SKIP]
-        skips = request_fb_out[b, F_SKIP]
-        interactions = 0.0
-        for k in range(6):
-            interactions += request_fb_out[b, F_LIKE + k]
-        play_frac = frac_sum / n_watched
-        new_stats = (play_frac, skips / n_watched, request_fb_out[b, F_LIKE] / n_watched,
-                     interactions / n_watched, (loglen_sum / n_watched - LOG_LEN_MEAN) / LOG_LEN_STD)
-        for k in range(5):
-            obs[b, h_stats + k] = keep * obs[b, h_stats + k] + (1.0 - keep) * new_stats[k]
-        obs[b, s_stats + 0] = dyn[b, DY_REQUEST] / max_requests
-        obs[b, s_stats + 1] = videos / (max_requests * page)
-        obs[b, s_stats + 2] = dyn[b, DY_PLAY_S] / 1800.0
-        obs[b, s_stats + 3] = dyn[b, DY_LIKES] / videos
-        obs[b, s_stats + 4] = dyn[b, DY_SKIPS] / videos
-        obs[b, s_stats + 5] = play_frac
-        obs[b, s_stats + 6] = skips / n_watched
-        for d in range(obs.shape[1]):
-            obs[b, d] = min(max(obs[b, d], obs_low[d]), obs_high[d])
-        r = 0.0
+        reward_out[b] = 0.0
+        term_out[b] = False
+        trunc_out[b] = False
+        return
+    alpha = alpha_all[b]
+    for t in range(N_TASKS):
+        a = min(max(action[b, t], -1.0), 1.0)
+        alpha[t] = alpha_low[t] + (a + 1.0) * 0.5 * (alpha_high[t] - alpha_low[t])
+    # ---- scoring (this row's table rows were prefetched while the previous row was scored)
+    cand = cand_all[b]
+    scores = scores_all[b]
+    row0 = cell[b] * n_items
+    for j in range(k_cand):
+        if nxt >= 0:
+            _prefetch_score_row(score_table, cell[nxt], n_items, cand_all[nxt, j])
+        item = cand[j]
+        s = 0.0
         for t in range(N_TASKS):
-            r += request_fb_out[b, t] * reward_w[t]
-        reward_out[b] = r
-        term_out[b] = exited
-        trunc_out[b] = (not exited) and dyn[b, DY_REQUEST] >= max_requests
+            s += score_table[row0 + item, t] * alpha[t]
+        scores[j] = s
+    # ---- fusion: keep the top `page`, best first (earlier candidates win exact ties)
+    top_score = top_score_all[b]
+    top_item = top_item_all[b]
+    for l in range(page):
+        top_score[l] = -np.inf
+        top_item[l] = 0
+    for j in range(k_cand):
+        s = scores[j]
+        if s > top_score[page - 1]:
+            pos = page - 1
+            while pos > 0 and s > top_score[pos - 1]:
+                top_score[pos] = top_score[pos - 1]
+                top_item[pos] = top_item[pos - 1]
+                pos -= 1
+            top_score[pos] = s
+            top_item[pos] = cand[j]
+    # ---- the user watches the page in order, with the state as of the request
+    sat0 = dyn[b, DY_SATISFACTION]
+    fat0 = dyn[b, DY_FATIGUE]
+    for t in range(N_TASKS):
+        request_fb_out[b, t] = 0.0
+    n_watched = 0
+    util_sum = 0.0
+    frac_sum = 0.0
+    loglen_sum = 0.0
+    exited = False
+    for l in range(page):
+        item = top_item[l]
+        items_out[b, l] = item
+        if exited:
+            watched_out[b, l] = False
+            utility_out[b, l] = 0.0
+            for t in range(N_TASKS):
+                feedback_out[b, l, t] = 0.0
+            continue
+        topic = int(item_attr[item, IT_TOPIC])
+        m = interest[b, topic] - traits[b, TR_BOREDOM] * saturation[b, topic]
+        util = respond_one(m, item_attr[item], traits[b], sat0, fat0, p, u_resp[b, l], feedback_out[b, l])
+        watched_out[b, l] = True
+        utility_out[b, l] = util
+        for t in range(N_TASKS):
+            request_fb_out[b, t] += feedback_out[b, l, t]
+        n_watched += 1
+        util_sum += util
+        frac_sum += feedback_out[b, l, F_PLAY] / item_attr[item, IT_DURATION]
+        loglen_sum += item_attr[item, IT_LOG_LEN]
+        exited = feedback_out[b, l, F_EXIT] > 0.0
+    # ---- hidden state: once per request, from the page's feedback
+    play_s = request_fb_out[b, F_PLAY]
+    dyn[b, DY_FATIGUE] = fat0 + p[PA_FATIGUE_PER_MIN] * play_s / 60.0
+    dyn[b, DY_SATISFACTION] = p[PA_SAT_DECAY] * sat0 + (1.0 - p[PA_SAT_DECAY]) * util_sum / n_watched
+    for t in range(n_topics):
+        saturation[b, t] *= p[PA_SATURATION_DECAY]
+    prev_videos = dyn[b, DY_VIDEOS]
+    videos = prev_videos + n_watched
+    for t in range(n_topics):
+        obs[b, s_top + t] *= prev_videos
+    keep = (1.0 - 1.0 / history_window) ** n_watched
+    for t in range(n_topics):
+        obs[b, h_top + t] *= keep
+    for l in range(n_watched):
+        topic = int(item_attr[top_item[l], IT_TOPIC])
+        saturation[b, topic] += p[PA_SATURATION_GAIN]
+        obs[b, h_top + topic] += (1.0 - keep) / n_watched
+        obs[b, s_top + topic] += 1.0
+    for t in range(n_topics):
+        obs[b, s_top + t] /= videos
+    dyn[b, DY_REQUEST] += 1.0
+    dyn[b, DY_VIDEOS] = videos
+    dyn[b, DY_PLAY_S] += play_s
+    dyn[b, DY_LIKES] += request_fb_out[b, F_LIKE]
+    dyn[b, DY_SKIPS] += request_fb_out[b, F_SKIP]
+    skips = request_fb_out[b, F_SKIP]
+    interactions = 0.0
+    for k in range(6):
+        interactions += request_fb_out[b, F_LIKE + k]
+    play_frac = frac_sum / n_watched
+    new_stats = (play_frac, skips / n_watched, request_fb_out[b, F_LIKE] / n_watched,
+                 interactions / n_watched, (loglen_sum / n_watched - LOG_LEN_MEAN) / LOG_LEN_STD)
+    for k in range(5):
+        obs[b, h_stats + k] = keep * obs[b, h_stats + k] + (1.0 - keep) * new_stats[k]
+    obs[b, s_stats + 0] = dyn[b, DY_REQUEST] / max_requests
+    obs[b, s_stats + 1] = videos / (max_requests * page)
+    obs[b, s_stats + 2] = dyn[b, DY_PLAY_S] / 1800.0
+    obs[b, s_stats + 3] = dyn[b, DY_LIKES] / videos
+    obs[b, s_stats + 4] = dyn[b, DY_SKIPS] / videos
+    obs[b, s_stats + 5] = play_frac
+    obs[b, s_stats + 6] = skips / n_watched
+    for d in range(obs.shape[1]):
+        obs[b, d] = min(max(obs[b, d], obs_low[d]), obs_high[d])
+    r = 0.0
+    for t in range(N_TASKS):
+        r += request_fb_out[b, t] * reward_w[t]
+    reward_out[b] = r
+    term_out[b] = exited
+    trunc_out[b] = (not exited) and dyn[b, DY_REQUEST] >= max_requests
 
 
 def _named_copy(fn, name: str):
@@ -289,7 +374,7 @@ PARALLEL_MIN_BATCH = 256
 
 
 def step_kernel(*args):
-    """Dispatch to the serial or parallel compiled step by batch size (rows = ``args[0].shape[0]``)."""
+    """Dispatch to the serial or parallel compiled step by batch size (rows = ``args[0].shape[0]``, ``active``)."""
     kernel = step_parallel if args[0].shape[0] >= PARALLEL_MIN_BATCH else step_serial
     kernel(*args)
 

@@ -107,12 +107,13 @@ def _scorer_table(spec: str, n_topics: int, n_items: int, n_users: int, n_candid
                  cell_features().tobytes(), BETA.tobytes()):
         key.update(part)
     cached = table_cache_dir() / f"score_table-{key.hexdigest()[:32]}.npy"
+    shape = (N_CELLS * n_items, N_TASKS)
     if cached.is_file():
         try:
-            # read into memory: random row reads from a file-backed memory map run 4x slower
-            table = np.load(cached, allow_pickle=False)
-            if table.shape == (N_CELLS * n_items, N_TASKS) and table.dtype == np.float32:
-                return table
+            # copied into memory: random row reads from a file-backed memory map run 4x slower
+            stored = np.load(cached, mmap_mode="r", allow_pickle=False)
+            if stored.shape == shape and stored.dtype == np.float32:
+                return _cache_line_rows(stored)
         except (OSError, ValueError):
             pass  # unreadable cache entry: recompute and replace it
     weights = _load_scorer_weights(spec)
@@ -126,12 +127,35 @@ def _scorer_table(spec: str, n_topics: int, n_items: int, n_users: int, n_candid
         os.replace(tmp, cached)
     except OSError:
         pass  # a read-only home: keep the table in memory only
-    # Left writeable on purpose: numba's dispatcher types a read-only array on every call,
-    # which made a batch-of-one step 5x slower. Nothing writes to it.
-    return table
+    return _cache_line_rows(table)
+
+
+#: Bytes in a CPU cache line; each table row is padded to one.
+CACHE_LINE = 64
+
+
+def _cache_line_rows(table: np.ndarray) -> np.ndarray:
+    """A writeable (n, 12) float32 copy of ``table`` whose rows start on cache-line boundaries.
+
+    Returned as the ``[:, :12]`` view of a 64-byte-aligned (n, 16) buffer: gathering one
+    candidate's 12 scores then touches one cache line instead of 1.5 on average (48-byte rows
+    straddle lines), which with the step kernel's prefetching makes scoring ~1.6x faster.
+    Left writeable on purpose: numba's dispatcher re-types a read-only array on every call.
+    Nothing writes to it.
+    """
+    n, width = table.shape
+    row_floats = CACHE_LINE // 4
+    raw = np.zeros(n * row_floats + row_floats, np.float32)
+    start = (-raw.ctypes.data % CACHE_LINE) // 4
+    padded = raw[start:start + n * row_floats].reshape(n, row_floats)
+    padded[:, :width] = table
+    return padded[:, :width]
 
 
 def get_scorer_table(config: SimConfig) -> np.ndarray:
-    """(N_CELLS * n_items, 12) float32 ``log(o + beta)``, row ``cell * n_items + item`` (cached)."""
+    """(N_CELLS * n_items, 12) float32 ``log(o + beta)``, row ``cell * n_items + item`` (cached).
+
+    A view with a row stride of 64 bytes (see ``_cache_line_rows``), not a contiguous array.
+    """
     return _scorer_table(str(config.scorer), config.n_topics, config.n_items, config.n_users,
                          config.n_candidates, float(config.popular_pool_share), int(config.world_seed))
