@@ -178,13 +178,6 @@ def _step_rows(active, action, alpha_low, alpha_high, u_cand, u_resp, cell, scor
     """
     n_rows, k_cand = u_cand.shape
     page = items_out.shape[1]
-    # scratch space for every row, allocated once (allocating inside the row loop costs more
-    # than the scoring itself)
-    alpha_all = np.empty((n_rows, N_TASKS), np.float64)
-    cand_all = np.empty((n_rows, k_cand), np.int64)
-    scores_all = np.empty((n_rows, k_cand), np.float64)
-    top_score_all = np.empty((n_rows, page), np.float64)
-    top_item_all = np.empty((n_rows, page), np.int64)
     # Rows run in chunks (the parallel kernel hands whole chunks to threads). The kernel is bound
     # by the K random reads of the score table per row, so inside a chunk the next row's
     # candidates are retrieved before the current row is served, and the current row's scoring
@@ -193,37 +186,46 @@ def _step_rows(active, action, alpha_low, alpha_high, u_cand, u_resp, cell, scor
     n_chunks = (n_rows + ROW_CHUNK - 1) // ROW_CHUNK
     for c in nb.prange(n_chunks):
         start, stop = c * ROW_CHUNK, min((c + 1) * ROW_CHUNK, n_rows)
+        # per-chunk scratch: small, reused row after row, so it stays in cache
+        cand = np.empty((stop - start, k_cand), np.int64)  # candidates of the chunk's rows
+        alpha = np.empty(N_TASKS, np.float64)
+        scores = np.empty(k_cand, np.float64)
+        top_score = np.empty(page, np.float64)
+        top_item = np.empty(page, np.int64)
         for b in range(start, stop):
             if b == start and active[b]:
-                _retrieve(b, u_cand, n_interest, retrieval_lut, topic_start, topic_count, popular_pool, cand_all[b])
+                _retrieve(b, u_cand, n_interest, retrieval_lut, topic_start, topic_count, popular_pool, cand[0])
                 for j in range(k_cand):
-                    _prefetch_score_row(score_table, cell[b], n_items, cand_all[b, j])
+                    _prefetch_score_row(score_table, cell[b], n_items, cand[0, j])
             nxt = b + 1
             if nxt < stop and active[nxt]:
                 _retrieve(nxt, u_cand, n_interest, retrieval_lut, topic_start, topic_count, popular_pool,
-                          cand_all[nxt])
+                          cand[nxt - start])
                 _prefetch_row(u_resp, nxt)
                 _prefetch_row(feedback_out, nxt)
                 _prefetch_row(interest, nxt)
                 _prefetch_row(saturation, nxt)
                 _prefetch_row(obs, nxt)
+                next_cand, next_cell = cand[nxt - start], cell[nxt]
             else:
-                nxt = -1
-            _serve_row(b, nxt, active, action, alpha_low, alpha_high, u_resp, cell, score_table, n_items,
-                       item_attr, interest, traits, dyn, saturation, obs, obs_low, obs_high, layout, reward_w, p,
-                       max_requests, history_window, items_out, feedback_out, watched_out, utility_out,
-                       request_fb_out, reward_out, term_out, trunc_out, cand_all, scores_all, top_score_all,
-                       top_item_all, alpha_all)
+                next_cand, next_cell = cand[0, :0], 0
+            _serve_row(b, cand[b - start], next_cand, next_cell, active, action, alpha_low, alpha_high, u_resp, cell,
+                       score_table, n_items, item_attr, interest, traits, dyn, saturation, obs, obs_low, obs_high,
+                       layout, reward_w, p, max_requests, history_window, items_out, feedback_out, watched_out,
+                       utility_out, request_fb_out, reward_out, term_out, trunc_out, alpha, scores, top_score,
+                       top_item)
 
 
 @nb.njit(**_JIT)
-def _serve_row(b, nxt, active, action, alpha_low, alpha_high, u_resp, cell, score_table, n_items, item_attr, interest,
-               traits, dyn, saturation, obs, obs_low, obs_high, layout, reward_w, p, max_requests, history_window,
-               items_out, feedback_out, watched_out, utility_out, request_fb_out, reward_out, term_out, trunc_out,
-               cand_all, scores_all, top_score_all, top_item_all, alpha_all):
-    """Score, rank, show and respond for row b, whose candidates are already in ``cand_all[b]``;
-    prefetch the score-table rows of row ``nxt``'s candidates (none if ``nxt`` < 0)."""
-    k_cand = cand_all.shape[1]
+def _serve_row(b, cand, next_cand, next_cell, active, action, alpha_low, alpha_high, u_resp, cell, score_table,
+               n_items, item_attr, interest, traits, dyn, saturation, obs, obs_low, obs_high, layout, reward_w, p,
+               max_requests, history_window, items_out, feedback_out, watched_out, utility_out, request_fb_out,
+               reward_out, term_out, trunc_out, alpha, scores, top_score, top_item):
+    """Score, rank, show and respond for row b, whose candidates (K,) are ``cand``; while scoring,
+    prefetch the score-table rows of the next row's candidates ``next_cand`` (K,) for profile
+    cell ``next_cell`` (an empty ``next_cand`` when there is none). alpha (12,), scores (K,),
+    top_score and top_item (L,) are scratch."""
+    k_cand = cand.shape[0]
     page = items_out.shape[1]
     n_topics = interest.shape[1]
     h_top, h_stats, s_stats, s_top = layout[0], layout[1], layout[2], layout[3]
@@ -240,25 +242,20 @@ def _serve_row(b, nxt, active, action, alpha_low, alpha_high, u_resp, cell, scor
         term_out[b] = False
         trunc_out[b] = False
         return
-    alpha = alpha_all[b]
     for t in range(N_TASKS):
         a = min(max(action[b, t], -1.0), 1.0)
         alpha[t] = alpha_low[t] + (a + 1.0) * 0.5 * (alpha_high[t] - alpha_low[t])
     # ---- scoring (this row's table rows were prefetched while the previous row was scored)
-    cand = cand_all[b]
-    scores = scores_all[b]
     row0 = cell[b] * n_items
     for j in range(k_cand):
-        if nxt >= 0:
-            _prefetch_score_row(score_table, cell[nxt], n_items, cand_all[nxt, j])
+        if j < next_cand.shape[0]:
+            _prefetch_score_row(score_table, next_cell, n_items, next_cand[j])
         item = cand[j]
         s = 0.0
         for t in range(N_TASKS):
             s += score_table[row0 + item, t] * alpha[t]
         scores[j] = s
     # ---- fusion: keep the top `page`, best first (earlier candidates win exact ties)
-    top_score = top_score_all[b]
-    top_item = top_item_all[b]
     for l in range(page):
         top_score[l] = -np.inf
         top_item[l] = 0
