@@ -312,7 +312,8 @@ def write_card(path: Path, stats: dict[str, Any], name: str, cards_dir: Path) ->
     if run:
         lines.append(f"| collection run | {run['wall_s']:.1f} s wall ({run['requests_per_s']:,.0f} requests/s), "
                      f"peak RSS {run['peak_rss_mb']:,.0f} MB, process CPU {run.get('process_cpu_s', float('nan')):.0f} s, "
-                     f"{run['cpu_count']} CPUs, load average at end {run['load_average_at_end'][0]:.1f} (other jobs) |")
+                     f"{run['cpu_count']} CPUs, 1-minute load average at end {run['load_average_at_end'][0]:.1f} "
+                     f"(this job included) |")
     lines += ["", "Rewards (relabelled from the logged feedback):", "",
               "| reward preset | mean reward per request | std | mean session return |", "|---|---|---|---|"]
     for preset_name, row in stats["rewards"].items():
