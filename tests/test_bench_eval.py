@@ -18,8 +18,12 @@ def test_mlp_policy_is_batched_and_bounded():
 
 @pytest.mark.benchmark
 def test_bench_eval_smoke():
-    report = run_bench(users=96, days=1, seed=0, config=SimConfig(n_users=3000, n_items=4000), block_size=64)
-    runs = report["runs"]
-    assert runs["static"]["requests_per_s"] > 0 and runs["mlp"]["requests_per_s"] > 0
-    assert runs["static"]["requests"] > 96 and 0 < runs["mlp"]["policy_share"] < 1
-    assert report["mlp_over_static"] > 0
+    report = run_bench(users=96, days=1, seed=0, config=SimConfig(n_users=3000, n_items=4000), block_size=64,
+                       repeats=2)
+    static, mlp = report["runs"]["static"], report["runs"]["mlp"]
+    assert len(static) == len(mlp) == len(report["ratios"]) == 2
+    assert all(run["requests_per_s"] > 0 for run in static + mlp)
+    assert static[0]["requests"] == static[1]["requests"] > 96 and 0 < mlp[0]["policy_share"] < 1
+    assert min(report["ratios"]) <= report["mlp_over_static"] <= max(report["ratios"])
+    with pytest.raises(ValueError, match="repeats"):
+        run_bench(users=8, repeats=0)
