@@ -358,6 +358,49 @@ def fit_loop(
     return FitResult(steps=n_steps, last_metrics=last)
 
 
+def resume_and_fit(
+    agent: Any,
+    update: Callable[[int], dict[str, float]],
+    n_steps: int,
+    out_dir: str | Path | None,
+    resume: bool,
+    *,
+    identity: dict[str, Any],
+    restore: Callable[[dict[str, Any], Path], None],
+    checkpoint: Callable[[Path], None],
+    log_every: int,
+    checkpoint_every: int,
+    desc: str,
+    show_progress: bool,
+    unit: str = "step",
+) -> FitResult:
+    """The outline every agent's ``fit`` shares once its networks, data and random streams are ready.
+
+    With ``resume`` and a checkpoint in ``out_dir``: refuse it unless its run identity equals
+    ``identity`` and its config ``agent.config`` (:func:`check_resume`), load it with
+    ``restore(state, path)`` (which advances ``agent.step``) and refuse one beyond ``n_steps``.
+    Then write ``config.json`` (``agent._write_config``) and ``metrics.csv`` (continued when
+    resuming) into ``out_dir`` and run :func:`fit_loop` from ``agent.step``, calling
+    ``checkpoint(path)`` every ``checkpoint_every`` steps and at the end. ``out_dir=None``
+    writes nothing. ``unit`` names a step in errors (``step``, ``round``, ``iteration``).
+    """
+    out = Path(out_dir) if out_dir is not None else None
+    path = out / CHECKPOINT_NAME if out is not None else None
+    state = load_resume_checkpoint(path, resume)
+    if state is not None:
+        check_resume(state, identity, agent.config)
+        restore(state, path)
+        if agent.step > n_steps:
+            raise ValueError(f"checkpoint is at {unit} {agent.step}, beyond n_steps={n_steps}")
+    logger = None
+    if out is not None:
+        agent._write_config(out)
+        logger = MetricsLogger(out / METRICS_NAME, resume=state is not None, last_step=agent.step)
+    return fit_loop(update, n_steps, start_step=agent.step, log_every=log_every, logger=logger,
+                    checkpoint=(lambda _step: checkpoint(path)) if out is not None else None,
+                    checkpoint_every=checkpoint_every, desc=desc, show_progress=show_progress)
+
+
 def check_seed(seed: Any) -> int:
     """A non-negative int seed (numpy integers accepted, bools refused), or ``ValueError``."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:

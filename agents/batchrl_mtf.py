@@ -59,26 +59,22 @@ from torch import nn
 
 from agents.base import (
     CHECKPOINT_NAME,
-    METRICS_NAME,
     CheckpointError,
     FitResult,
-    MetricsLogger,
     agent_run_fields,
     check_checkpoint,
     check_fit_args,
-    check_resume,
     check_seed,
     check_transitions,
     config_from_dict,
     config_json,
     data_fingerprint,
     data_to_tensors,
-    fit_loop,
     load_checkpoint,
     load_module_state,
-    load_resume_checkpoint,
     read_run_config,
     restoring_state,
+    resume_and_fit,
     save_checkpoint,
     seed_from,
     write_run_config,
@@ -427,32 +423,15 @@ class BatchRLMTF:
         """
         n_steps = check_fit_args(n_steps, self.config.n_steps, log_every=log_every,
                                  checkpoint_every=checkpoint_every, resume=resume, out_dir=out_dir)
-        out = Path(out_dir) if out_dir is not None else None
-        checkpoint_path = out / CHECKPOINT_NAME if out is not None else None
         self.prepare(data, seed)
-        state = load_resume_checkpoint(checkpoint_path, resume)
-        if state is not None:
-            check_resume(state, self._run_identity(), self.config)
-            self._load_state(state, checkpoint_path, training=True)
-            if self.step > n_steps:
-                raise ValueError(f"checkpoint is at step {self.step}, beyond n_steps={n_steps}")
         self._log_every, self._n_steps = int(log_every), n_steps
-
-        logger = None
-        if out is not None:
-            self._write_config(out)
-            logger = MetricsLogger(out / METRICS_NAME, resume=state is not None, last_step=self.step)
         try:
-            return fit_loop(
-                self._train_step,
-                n_steps,
-                start_step=self.step,
-                log_every=log_every,
-                logger=logger,
-                checkpoint=(lambda step: save_checkpoint(checkpoint_path, self._checkpoint_state())) if out else None,
-                checkpoint_every=checkpoint_every,
-                desc=ALGO_NAME,
-                show_progress=show_progress,
+            return resume_and_fit(
+                self, self._train_step, n_steps, out_dir, resume,
+                identity=self._run_identity(),
+                restore=lambda state, path: self._load_state(state, path, training=True),
+                checkpoint=lambda path: save_checkpoint(path, self._checkpoint_state()),
+                log_every=log_every, checkpoint_every=checkpoint_every, desc=ALGO_NAME, show_progress=show_progress,
             )
         finally:
             self._buffer, self._workspace = {}, None  # a trained policy keeps neither the data nor the workspace

@@ -75,25 +75,21 @@ from torch import nn
 
 from agents.base import (
     CHECKPOINT_NAME,
-    METRICS_NAME,
     CheckpointError,
     FitResult,
-    MetricsLogger,
     agent_run_fields,
     check_checkpoint,
     check_fit_args,
-    check_resume,
     check_seed,
     check_transitions,
     config_from_dict,
     config_json,
     data_fingerprint,
-    fit_loop,
     load_checkpoint,
     load_module_state,
-    load_resume_checkpoint,
     read_run_config,
     restoring_state,
+    resume_and_fit,
     save_checkpoint,
     seed_from,
     write_run_config,
@@ -399,38 +395,21 @@ class D3rlpyOfflineAgent:
         if q_stats_every < 1:
             raise ValueError(f"q_stats_every must be >= 1, got {q_stats_every}")
         check_transitions(data)
-        out = Path(out_dir) if out_dir is not None else None
-        checkpoint_path = out / CHECKPOINT_NAME if out is not None else None
 
-        def checkpoint(step: int) -> None:
+        def checkpoint(path: Path) -> None:
             self._rng_state = _torch_rng_state(self.config.device)
-            save_checkpoint(checkpoint_path, self._checkpoint_state())
+            save_checkpoint(path, self._checkpoint_state())
 
         with _torch_rng_scope(self.config.device):
             self._build(data.obs_dim, data.action_dim, seed)
             self._set_data(data)
-            state = load_resume_checkpoint(checkpoint_path, resume)
-            if state is not None:
-                check_resume(state, {"algo": self.algo_name, **self._run_identity()}, self.config)
-                self._restore(state, checkpoint_path)
-                if self.step > n_steps:
-                    raise ValueError(f"checkpoint is at step {self.step}, beyond n_steps={n_steps}")
             self._log_every, self._q_stats_every, self._n_steps = int(log_every), int(q_stats_every), n_steps
-            logger = None
-            if out is not None:
-                self._write_config(out)
-                logger = MetricsLogger(out / METRICS_NAME, resume=state is not None, last_step=self.step)
             try:
-                result = fit_loop(
-                    self._train_step,
-                    n_steps,
-                    start_step=self.step,
-                    log_every=log_every,
-                    logger=logger,
-                    checkpoint=checkpoint if out is not None else None,
-                    checkpoint_every=checkpoint_every,
-                    desc=self.algo_name,
-                    show_progress=show_progress,
+                result = resume_and_fit(
+                    self, self._train_step, n_steps, out_dir, resume,
+                    identity={"algo": self.algo_name, **self._run_identity()}, restore=self._restore,
+                    checkpoint=checkpoint, log_every=log_every, checkpoint_every=checkpoint_every,
+                    desc=self.algo_name, show_progress=show_progress,
                 )
             finally:
                 self._rng_state = _torch_rng_state(self.config.device)

@@ -143,28 +143,11 @@ def run_online_fit(agent: Any, round_fn, n_steps: int, out_dir, resume: bool, un
     (``unit`` names it in errors). A resumed run continues from the checkpoint in ``out_dir``
     and is refused when the seed, config or world differ.
     """
-    from pathlib import Path
-
-    from agents.base import (CHECKPOINT_NAME, METRICS_NAME, MetricsLogger, check_resume, fit_loop,
-                             load_resume_checkpoint)
+    from agents.base import resume_and_fit
     from mtf_env.core import Simulator
 
-    out = Path(out_dir) if out_dir is not None else None
-    state = load_resume_checkpoint(out / CHECKPOINT_NAME if out is not None else None, resume)
-    if state is not None:
-        check_resume(state, {"seed": agent.seed, "sim_config": sim_config_json(agent.sim_config)}, agent.config)
-        agent._load_state(state, out / CHECKPOINT_NAME)
-        if agent.step > n_steps:
-            raise ValueError(f"checkpoint is at {unit} {agent.step}, beyond n_steps={n_steps}")
     sim = Simulator(agent.sim_config)
-    logger = None
-    if out is not None:
-        agent._write_config(out)
-        logger = MetricsLogger(out / METRICS_NAME, resume=state is not None, last_step=agent.step)
-
-    def checkpoint(_step: int) -> None:
-        agent.save(out)
-
-    return fit_loop(lambda step: round_fn(sim, step), n_steps, start_step=agent.step, log_every=1, logger=logger,
-                    checkpoint=checkpoint if out is not None else None, checkpoint_every=1, desc=desc,
-                    show_progress=show_progress)
+    return resume_and_fit(agent, lambda step: round_fn(sim, step), n_steps, out_dir, resume,
+                          identity={"seed": agent.seed, "sim_config": sim_config_json(agent.sim_config)},
+                          restore=agent._load_state, checkpoint=lambda path: agent.save(path.parent),
+                          log_every=1, checkpoint_every=1, desc=desc, show_progress=show_progress, unit=unit)

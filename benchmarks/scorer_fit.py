@@ -5,8 +5,6 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-
 from agents.base import write_json
 from mtf_env.config import SimConfig
 from mtf_env.scorer import PLEConfig, ScorerWeights, numpy_predict, scorer_report, train_scorer

@@ -18,7 +18,6 @@ One request (``Simulator.step``):
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, fields
 
 import numpy as np
