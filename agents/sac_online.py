@@ -26,9 +26,12 @@ per env step) is the "large budget" setting for a machine with time to spare. Th
 is written to ``budget.json`` and as the cumulative ``online/*`` columns of ``metrics.csv``.
 
 Weights are saved as the policy's state dict (actor, twin critics, target critics) plus the
-entropy coefficient, loaded with ``weights_only=True`` -- never SB3's zip of pickles. The
-loaded agent is an actor only (no replay buffer or optimiser state): ``resume`` is not
-supported and raises ``ValueError``.
+entropy coefficient, loaded with ``weights_only=True`` -- never SB3's zip of pickles.
+``fit`` writes ``checkpoint.pt`` every ``checkpoint_every`` env steps and at the end with the
+whole training state besides (optimisers, replay buffer, the simulator sessions in flight,
+SB3's counters and every random generator it draws from), as tensors and JSON strings, so
+``fit(resume=True)`` continues a run exactly: the same weights as an uninterrupted run.
+Training runs as one SB3 ``learn`` call per checkpoint interval (``reset_num_timesteps=False``).
 
 Randomness: ``seed`` goes to SB3 (``set_random_seed``: Python, NumPy and torch global
 generators, the action space and env ``i``'s reset seed ``seed + i``); same seed, same
@@ -36,7 +39,9 @@ weights on CPU.
 """
 from __future__ import annotations
 
+import json
 import math
+import random
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -46,11 +51,13 @@ import torch
 from tqdm.auto import tqdm
 
 from agents.base import (CHECKPOINT_NAME, METRICS_NAME, CheckpointError, FitResult, MetricsLogger, check_checkpoint,
-                         check_seed, config_from_dict, load_checkpoint, load_module_state, read_run_config,
-                         save_checkpoint, write_json, write_run_config)
+                         check_fit_args, check_resume, check_seed, config_from_dict, config_json, load_checkpoint,
+                         load_module_state, load_resume_checkpoint, read_run_config, restoring_state, save_checkpoint,
+                         write_json, write_run_config)
 from agents.baseline_settings import (SAC_ONLINE_BUFFER_SIZE, SAC_ONLINE_GAMMA, SAC_ONLINE_LEARNING_STARTS,
                                       SAC_ONLINE_N_ENVS)
-from agents.online import BUDGET_NAME, OnlineBudget, check_data, normalise_reward, resolve_sim_config
+from agents.online import (BUDGET_NAME, OnlineBudget, check_data, normalise_reward, resolve_sim_config,
+                           sim_config_json)
 from agents.policy import check_obs_batch
 from mtf_env.config import SimConfig
 from mtf_env.core import obs_bounds
@@ -133,16 +140,22 @@ class _Progress:
 
         class Callback(BaseCallback):
             def __init__(self, n_steps: int, log_every: int, logger: MetricsLogger | None, budget: OnlineBudget,
-                         show_progress: bool):
+                         show_progress: bool, start_step: int = 0, window: Mapping[str, float] | None = None):
                 super().__init__()
                 self.n_steps, self.log_every, self.metrics_logger, self.budget = n_steps, log_every, logger, budget
-                self.bar = tqdm(total=n_steps, desc=ALGO_NAME, unit="step", disable=not show_progress,
-                                dynamic_ncols=True)
-                self.window_reward = 0.0
-                self.window_requests = 0
-                self.window_sessions = 0
+                self.bar = tqdm(total=n_steps, initial=start_step, desc=ALGO_NAME, unit="step",
+                                disable=not show_progress, dynamic_ncols=True)
+                window = window or {}
+                self.window_reward = float(window.get("reward", 0.0))
+                self.window_requests = int(window.get("requests", 0))
+                self.window_sessions = int(window.get("sessions", 0))
                 self.last_row: dict[str, float] = {}
                 self.pending: int | None = None  # env step of the row to write after the next training call
+
+            def window_state(self) -> dict[str, float]:
+                """The open logging window's sums (checkpointed: a resumed run continues the window)."""
+                return {"reward": self.window_reward, "requests": self.window_requests,
+                        "sessions": self.window_sessions}
 
             def _on_step(self) -> bool:
                 rewards, dones = self.locals["rewards"], self.locals["dones"]
@@ -162,9 +175,8 @@ class _Progress:
             def _on_rollout_start(self) -> None:
                 self._flush()
 
-            def _on_training_end(self) -> None:
+            def _on_training_end(self) -> None:  # end of one learn call (one checkpoint interval)
                 self._flush()
-                self.bar.close()
 
             def _flush(self) -> None:
                 if self.pending is None:
@@ -237,57 +249,174 @@ class SACOnline:
     # ------------------------------------------------------------------ training
     def fit(self, data: TransitionArrays | None = None, n_steps: int | None = None, *, seed: int,
             out_dir: str | Path | None = None, resume: bool = False, show_progress: bool = True,
-            log_every: int = 1000) -> FitResult:
-        """Train SAC from scratch for ``n_steps`` environment steps (default ``config.n_steps``).
+            log_every: int = 1000, checkpoint_every: int = 10_000) -> FitResult:
+        """Train SAC for ``n_steps`` environment steps (default ``config.n_steps``), from scratch or a checkpoint.
 
         Args:
             data: ignored (online); if given, its observation size must match the world's.
-            n_steps: environment steps (requests served), a multiple of ``config.n_envs``.
+            n_steps: environment steps (requests served), a multiple of ``config.n_envs``; a
+                resumed run continues up to it.
             seed: SB3's seed (weights, replay sampling, random warm-up actions, env resets).
             out_dir: run directory for ``config.json``, ``metrics.csv``, ``checkpoint.pt`` and
                 ``budget.json``; ``None`` writes nothing.
-            resume: not supported (``ValueError``): SAC's replay buffer and optimisers are not checkpointed.
+            resume: continue from ``out_dir/checkpoint.pt`` (the same weights as an uninterrupted
+                run); from scratch when there is none yet. Refused (``ValueError``) when the seed,
+                config or world differ, or the checkpoint holds no training state.
             show_progress: tqdm bar over env steps.
             log_every: env steps per metrics row (rounded to whole vector steps).
+            checkpoint_every: env steps between checkpoints, a multiple of ``config.n_envs``
+                (0: only at the end).
         """
         from stable_baselines3 import SAC
 
-        if resume:
-            raise ValueError("sac-online cannot resume: its replay buffer and optimisers are not checkpointed; "
-                             "train again (same seed, same result)")
-        check_data(data, self.obs_dim, ALGO_NAME)
         cfg = self.config
-        n_steps = cfg.n_steps if n_steps is None else int(n_steps)
-        if n_steps < 1 or n_steps % cfg.n_envs:
-            raise ValueError(f"n_steps must be a positive multiple of n_envs={cfg.n_envs}, got {n_steps}")
-        if log_every < 1:
-            raise ValueError(f"log_every must be >= 1, got {log_every}")
-        self.seed, self.budget = check_seed(seed), OnlineBudget()
+        n_steps = check_fit_args(n_steps, cfg.n_steps, log_every=log_every, checkpoint_every=checkpoint_every,
+                                 resume=resume, out_dir=out_dir)
+        if n_steps % cfg.n_envs or checkpoint_every % cfg.n_envs:
+            raise ValueError(f"n_steps and checkpoint_every must be multiples of n_envs={cfg.n_envs}, "
+                             f"got {n_steps} and {checkpoint_every}")
+        check_data(data, self.obs_dim, ALGO_NAME)
+        self.seed, self.budget, self.step = check_seed(seed), OnlineBudget(), 0
         out = Path(out_dir) if out_dir is not None else None
-        logger = None
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            self._write_config(out)
-            logger = MetricsLogger(out / METRICS_NAME)
+        checkpoint_path = out / CHECKPOINT_NAME if out is not None else None
+        state = load_resume_checkpoint(checkpoint_path, resume)
+        if state is not None:
+            check_resume(state, self._run_identity(), cfg)
+            if not isinstance(state.get("training"), dict):
+                raise ValueError(f"cannot resume: {checkpoint_path} holds weights only, no training state")
         env = self._make_vec_env()
+        callback = None
         try:
             model = SAC("MlpPolicy", env, learning_rate=cfg.learning_rate, buffer_size=cfg.buffer_size,
                         learning_starts=cfg.learning_starts, batch_size=cfg.batch_size, tau=cfg.tau, gamma=cfg.gamma,
                         train_freq=cfg.train_freq, gradient_steps=cfg.gradient_steps, ent_coef=cfg.ent_coef,
                         policy_kwargs=_policy_kwargs(cfg), seed=self.seed, device=cfg.device, verbose=0)
-            callback = _Progress(n_steps, log_every, logger, self.budget, show_progress)
-            model.learn(total_timesteps=n_steps, callback=callback, log_interval=None)
+            window = None
+            if state is not None:
+                window = self._restore_training(model, state, checkpoint_path)
+                self.budget = OnlineBudget.from_json(state.get("budget", {}))
+                if self.step > n_steps:
+                    raise ValueError(f"checkpoint is at env step {self.step}, beyond n_steps={n_steps}")
+            logger = None
+            if out is not None:
+                out.mkdir(parents=True, exist_ok=True)
+                self._write_config(out)
+                logger = MetricsLogger(out / METRICS_NAME, resume=state is not None, last_step=self.step)
+            callback = _Progress(n_steps, log_every, logger, self.budget, show_progress, start_step=self.step,
+                                 window=window)
+            while model.num_timesteps < n_steps:
+                stop = n_steps
+                if checkpoint_every:
+                    stop = min(n_steps, (model.num_timesteps // checkpoint_every + 1) * checkpoint_every)
+                model.learn(total_timesteps=stop - model.num_timesteps, callback=callback, log_interval=None,
+                            reset_num_timesteps=False)
+                self._take_policy(model)
+                if out is not None:
+                    self._save(out, training=self._training_state(model, callback))
         finally:
             env.close()
+            if callback is not None:
+                callback.bar.close()
+        return FitResult(steps=self.step, last_metrics=callback.last_row)
+
+    def _take_policy(self, model) -> None:
+        """Point the agent's policy, entropy coefficient and step at the SB3 model's."""
         self.policy = model.policy
         self.policy.set_training_mode(False)
         log_ent = getattr(model, "log_ent_coef", None)
         self.log_ent_coef = (log_ent.detach().cpu().clone() if isinstance(log_ent, torch.Tensor)
-                             else torch.tensor([math.log(float(cfg.ent_coef))]))
+                             else torch.tensor([math.log(float(self.config.ent_coef))]))
         self.step = int(model.num_timesteps)
-        if out is not None:
-            self.save(out)
-        return FitResult(steps=self.step, last_metrics=callback.last_row)
+
+    def _run_identity(self) -> dict[str, Any]:
+        return {"seed": self.seed, "sim_config": sim_config_json(self.sim_config)}
+
+    def _training_state(self, model, callback) -> dict[str, Any]:
+        """Everything besides the weights that the rest of a run depends on, as tensors and JSON strings.
+
+        Optimisers; SB3's counters, last observations and episode starts; the filled part of the
+        replay buffer; each env's sessions in flight and generator; the Python, NumPy and torch
+        global generators and the action space's (SB3 samples warm-up actions, replay
+        minibatches and actor noise from them); the open logging window.
+        """
+        buffer = model.replay_buffer
+        filled = buffer.buffer_size if buffer.full else buffer.pos
+        fields = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+        optimisers = {"actor": model.actor.optimizer, "critic": model.critic.optimizer}
+        if model.ent_coef_optimizer is not None:
+            optimisers["ent_coef"] = model.ent_coef_optimizer
+        envs = []
+        for wrapped in model.env.envs:
+            env = wrapped.unwrapped
+            envs.append({"state": {k: torch.from_numpy(np.array(v)) for k, v in vars(env._state).items()},
+                         "rng": json.dumps(env.np_random.bit_generator.state)})
+        np_state = np.random.get_state()
+        return {
+            "optimisers": {k: opt.state_dict() for k, opt in optimisers.items()},
+            "log_ent_coef": model.log_ent_coef.detach().cpu().clone() if model.ent_coef_optimizer is not None else None,
+            "counters": json.dumps({"num_timesteps": int(model.num_timesteps), "n_updates": int(model._n_updates),
+                                    "episode_num": int(model._episode_num)}),
+            "last_obs": torch.from_numpy(np.array(model._last_obs)),
+            "last_episode_starts": torch.from_numpy(np.array(model._last_episode_starts)),
+            "buffer": {"pos": int(buffer.pos), "full": bool(buffer.full),
+                       **{k: torch.from_numpy(np.array(getattr(buffer, k)[:filled])) for k in fields}},
+            "envs": envs,
+            "rng": json.dumps({"python": random.getstate(),
+                               "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+                               "action_space": model.action_space.np_random.bit_generator.state}),
+            "torch_rng": torch.get_rng_state(),
+            "window": json.dumps(callback.window_state()),
+        }
+
+    def _restore_training(self, model, state: dict[str, Any], path: Path) -> dict[str, float]:
+        """Put a checkpoint's weights and :meth:`_training_state` into a freshly built SB3 model (and
+        this agent); returns the open logging window. :class:`CheckpointError` when it does not fit."""
+        import gymnasium as gym
+
+        from mtf_env.core import SessionState
+
+        if not isinstance(state.get("policy"), dict):
+            raise CheckpointError(f"{path}: 'policy' is not a state dict")
+        load_module_state(model.policy, state["policy"], f"{path} policy")
+        training = state["training"]
+        with restoring_state(path):
+            optimisers = {"actor": model.actor.optimizer, "critic": model.critic.optimizer}
+            if model.ent_coef_optimizer is not None:
+                optimisers["ent_coef"] = model.ent_coef_optimizer
+                model.log_ent_coef.data.copy_(training["log_ent_coef"])
+            for name, optimiser in optimisers.items():
+                optimiser.load_state_dict(training["optimisers"][name])
+            counters = json.loads(training["counters"])
+            model.num_timesteps, model._n_updates = counters["num_timesteps"], counters["n_updates"]
+            model._episode_num = counters["episode_num"]
+            model._last_obs = training["last_obs"].numpy().copy()
+            model._last_episode_starts = training["last_episode_starts"].numpy().copy()
+            buffer, saved = model.replay_buffer, training["buffer"]
+            for key in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
+                rows = saved[key].numpy()
+                getattr(buffer, key)[:len(rows)] = rows
+            buffer.pos, buffer.full = int(saved["pos"]), bool(saved["full"])
+            if len(training["envs"]) != len(model.env.envs):
+                raise ValueError(f"{len(training['envs'])} envs saved, {len(model.env.envs)} running")
+            for wrapped, saved_env in zip(model.env.envs, training["envs"]):
+                env = wrapped.unwrapped
+                env._state = SessionState(**{k: v.numpy().copy() for k, v in saved_env["state"].items()})
+                env.np_random = np.random.Generator(np.random.PCG64())
+                env.np_random.bit_generator.state = json.loads(saved_env["rng"])
+                while isinstance(wrapped, gym.Wrapper):  # the order-enforcing wrapper: reset already happened
+                    if hasattr(wrapped, "_has_reset"):
+                        wrapped._has_reset = True
+                    wrapped = wrapped.env
+            rng = json.loads(training["rng"])
+            version, internal, gauss = rng["python"]
+            random.setstate((version, tuple(internal), gauss))
+            name, keys, *rest = rng["numpy"]
+            np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+            model.action_space.np_random.bit_generator.state = rng["action_space"]
+            torch.set_rng_state(training["torch_rng"])
+            window = json.loads(training["window"])
+        self._take_policy(model)
+        return window
 
     # ------------------------------------------------------------------ acting
     def _require_policy(self):
@@ -318,14 +447,18 @@ class SACOnline:
                          obs_dim=self.obs_dim, seed=self.seed)
 
     def save(self, run_dir: str | Path) -> None:
-        """Write ``config.json``, ``checkpoint.pt`` (weights only) and ``budget.json`` into ``run_dir``."""
+        """Write ``config.json``, ``checkpoint.pt`` (weights only: a run saved this way cannot be
+        resumed; ``fit`` writes its own checkpoints with the training state) and ``budget.json``."""
+        self._save(Path(run_dir), training=None)
+
+    def _save(self, run_dir: Path, training: dict[str, Any] | None) -> None:
         policy = self._require_policy()
-        run_dir = Path(run_dir)
         self._write_config(run_dir)
         save_checkpoint(run_dir / CHECKPOINT_NAME, {
-            "format": CHECKPOINT_FORMAT, "algo": ALGO_NAME, "step": self.step, "seed": self.seed,
+            "format": CHECKPOINT_FORMAT, "algo": ALGO_NAME, "step": self.step, **self._run_identity(),
+            "config": config_json(self.config),
             "policy": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
-            "log_ent_coef": self.log_ent_coef.clone(), "budget": self.budget.to_json(),
+            "log_ent_coef": self.log_ent_coef.clone(), "budget": self.budget.to_json(), "training": training,
         })
         write_json(run_dir / BUDGET_NAME, {"algo": ALGO_NAME, "unit": "environment steps (requests)",
                                            "env_steps": self.step, **self.budget.to_json()})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -192,10 +193,10 @@ def test_refusals(small_config, tmp_path):
     with pytest.raises(ValueError, match="unknown BOConfig"):
         BOConfig.from_dict({"n_users": 10, "kapa": 1.0})
     sac = SACOnline(TINY_SAC, sim_config=small_config)
-    with pytest.raises(ValueError, match="multiple of n_envs"):
+    with pytest.raises(ValueError, match="multiples of n_envs"):
         sac.fit(n_steps=5, seed=0, show_progress=False)
-    with pytest.raises(ValueError, match="cannot resume"):
-        sac.fit(n_steps=4, seed=0, out_dir=tmp_path, resume=True, show_progress=False)
+    with pytest.raises(ValueError, match="multiples of n_envs"):
+        sac.fit(n_steps=4, seed=0, checkpoint_every=3, show_progress=False)
     with pytest.raises(RuntimeError, match="fit"):
         sac.act(np.zeros((1, sac.obs_dim), np.float32))
     # a run directory of another algorithm, and a damaged checkpoint
@@ -206,3 +207,55 @@ def test_refusals(small_config, tmp_path):
     (tmp_path / "bo" / "checkpoint.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError):
         BayesianOptimisation.load(tmp_path / "bo")
+
+
+def test_sac_online_resumes_exactly_after_a_crash(small_config, tmp_path, monkeypatch):
+    """A run that crashes after a mid-window checkpoint and is resumed gives the weights, budget
+    and metrics rows of an uninterrupted run (one learn call), with the replay buffer wrapped around."""
+    config = replace(TINY_SAC, buffer_size=20)  # 10 rows x 2 envs: 24 env steps wrap the buffer
+    straight = SACOnline(config, sim_config=small_config)
+    straight.fit(n_steps=24, seed=5, out_dir=tmp_path / "straight", show_progress=False, log_every=8,
+                 checkpoint_every=0)
+
+    saves = []
+    original_save = SACOnline._save
+
+    def save_then_crash(self, run_dir, training):
+        original_save(self, run_dir, training)
+        saves.append(self.step)
+        if len(saves) == 2:
+            raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(SACOnline, "_save", save_then_crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        SACOnline(config, sim_config=small_config).fit(n_steps=24, seed=5, out_dir=tmp_path / "resumed",
+                                                        show_progress=False, log_every=8, checkpoint_every=6)
+    monkeypatch.undo()
+    assert saves == [6, 12]  # the checkpoint at 12 holds an open logging window (steps 9-12)
+
+    resumed = SACOnline(config, sim_config=small_config)
+    resumed.fit(n_steps=24, seed=5, out_dir=tmp_path / "resumed", resume=True, show_progress=False, log_every=8,
+                checkpoint_every=6)
+    want, got = straight.state_dict(), resumed.state_dict()
+    assert want.keys() == got.keys()
+    for key in want:
+        assert torch.equal(want[key], got[key]), key
+    assert resumed.budget == straight.budget and resumed.step == 24
+    assert _rows(tmp_path / "resumed" / "metrics.csv") == _rows(tmp_path / "straight" / "metrics.csv")
+    assert [int(r["step"]) for r in _rows(tmp_path / "straight" / "metrics.csv")] == [8, 16, 24]
+    # a finished run extends: resuming to 32 equals a straight run to 32
+    resumed.fit(n_steps=32, seed=5, out_dir=tmp_path / "resumed", resume=True, show_progress=False, log_every=8)
+    longer = SACOnline(config, sim_config=small_config)
+    longer.fit(n_steps=32, seed=5, show_progress=False, checkpoint_every=0)
+    assert all(torch.equal(longer.state_dict()[k], v) for k, v in resumed.state_dict().items())
+
+    # refusals: another seed, and a run saved with weights only
+    with pytest.raises(ValueError, match="cannot resume.*seed"):
+        SACOnline(config, sim_config=small_config).fit(n_steps=40, seed=6, out_dir=tmp_path / "resumed",
+                                                        resume=True, show_progress=False)
+    resumed.save(tmp_path / "weights_only")
+    with pytest.raises(ValueError, match="weights only"):
+        SACOnline(config, sim_config=small_config).fit(n_steps=40, seed=5, out_dir=tmp_path / "weights_only",
+                                                        resume=True, show_progress=False)
+    assert np.array_equal(SACOnline.load(tmp_path / "weights_only").act(np.zeros((2, resumed.obs_dim), np.float32)),
+                          resumed.act(np.zeros((2, resumed.obs_dim), np.float32)))
