@@ -48,7 +48,7 @@ F_PLAY, F_FINISH, F_LONG, F_SKIP, F_LIKE = 0, 1, 2, 3, 4
 F_HATE, F_EXIT = 10, 11
 LOG_LEN_MEAN = math.log(60.0)
 LOG_LEN_STD = 0.8
-#: Bytes per CPU cache line (prefetch granularity).
+#: Bytes per CPU cache line: the prefetch granularity, and the row size of the padded score table.
 CACHE_LINE = 64
 #: Rows per chunk of the request step (the unit of work per thread, and of look-ahead).
 ROW_CHUNK = 32
@@ -135,9 +135,16 @@ def respond_batch(m, items, item_attr, traits, satisfaction, fatigue, p, u, feed
 
 
 @nb.njit(**_JIT, inline="always")
+def _row_address(array, row):
+    """Address (intp) of ``array[row]``'s first element, for any row stride (integer arithmetic:
+    numba's uintp + int64 gives float64)."""
+    return np.intp(array.ctypes.data) + row * array.strides[0]
+
+
+@nb.njit(**_JIT, inline="always")
 def _prefetch_row(array, row):
-    """Prefetch every cache line of ``array[row]`` (any C-contiguous array with rows along axis 0)."""
-    start = np.intp(array.ctypes.data) + row * array.strides[0]
+    """Prefetch every cache line of ``array[row]`` (a C-contiguous array with rows along axis 0)."""
+    start = _row_address(array, row)
     for offset in range(0, array.strides[0], CACHE_LINE):
         _prefetch(start + offset)
 
@@ -162,7 +169,7 @@ def _retrieve(b, u_cand, n_interest, retrieval_lut, topic_start, topic_count, po
 @nb.njit(**_JIT, inline="always")
 def _prefetch_score_row(score_table, cell, n_items, item):
     """Prefetch the score-table row (one cache line) of video ``item`` for profile ``cell``."""
-    _prefetch(np.intp(score_table.ctypes.data) + (cell * n_items + item) * score_table.strides[0])
+    _prefetch(_row_address(score_table, cell * n_items + item))
 
 
 def _step_rows(active, action, alpha_low, alpha_high, u_cand, u_resp, cell, score_table, n_items, n_interest,
@@ -371,7 +378,7 @@ PARALLEL_MIN_BATCH = 256
 
 
 def step_kernel(*args):
-    """Dispatch to the serial or parallel compiled step by batch size (rows = ``args[0].shape[0]``, ``active``)."""
+    """Dispatch to the serial or parallel compiled step by batch size (``args[0]`` is ``active``, one entry per row)."""
     kernel = step_parallel if args[0].shape[0] >= PARALLEL_MIN_BATCH else step_serial
     kernel(*args)
 

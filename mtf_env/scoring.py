@@ -16,6 +16,7 @@ import numpy as np
 
 from .config import SimConfig
 from .fusion import BETA
+from .kernels import CACHE_LINE
 from .tasks import N_TASKS, PLAY_TIME_SCALE_S, TASK_INDEX
 from .world import N_CELLS, cell_profiles, get_world, profile_onehot
 
@@ -128,10 +129,6 @@ def _scorer_table(spec: str, n_topics: int, n_items: int, n_users: int, n_candid
     except OSError:
         pass  # a read-only home: keep the table in memory only
     return _cache_line_rows(table)
-
-
-#: Bytes in a CPU cache line; each table row is padded to one.
-CACHE_LINE = 64
 
 
 def _cache_line_rows(table: np.ndarray) -> np.ndarray:
