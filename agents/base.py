@@ -358,6 +358,40 @@ def fit_loop(
     return FitResult(steps=n_steps, last_metrics=last)
 
 
+def open_run(
+    agent: Any,
+    n_steps: int,
+    out_dir: str | Path | None,
+    resume: bool,
+    *,
+    identity: dict[str, Any],
+    restore: Callable[[dict[str, Any], Path], None],
+    unit: str = "step",
+) -> tuple[bool, MetricsLogger | None]:
+    """The start every agent's ``fit`` shares once its networks, data and random streams are built.
+
+    With ``resume`` and a checkpoint in ``out_dir``: refuse it unless its run identity equals
+    ``identity`` and its config ``agent.config`` (:func:`check_resume`), load it with
+    ``restore(state, path)`` (which advances ``agent.step``) and refuse one beyond ``n_steps``.
+    Then write ``config.json`` (``agent._write_config``) and open ``metrics.csv`` (continued when
+    resuming) in ``out_dir``. Returns (resumed, logger); ``out_dir=None`` writes nothing and
+    gives no logger. ``unit`` names a step in errors (``step``, ``round``, ``env step``).
+    """
+    out = Path(out_dir) if out_dir is not None else None
+    path = out / CHECKPOINT_NAME if out is not None else None
+    state = load_resume_checkpoint(path, resume)
+    if state is not None:
+        check_resume(state, identity, agent.config)
+        restore(state, path)
+        if agent.step > n_steps:
+            raise ValueError(f"checkpoint is at {unit} {agent.step}, beyond n_steps={n_steps}")
+    logger = None
+    if out is not None:
+        agent._write_config(out)
+        logger = MetricsLogger(out / METRICS_NAME, resume=state is not None, last_step=agent.step)
+    return state is not None, logger
+
+
 def resume_and_fit(
     agent: Any,
     update: Callable[[int], dict[str, float]],
@@ -374,30 +408,12 @@ def resume_and_fit(
     show_progress: bool,
     unit: str = "step",
 ) -> FitResult:
-    """The outline every agent's ``fit`` shares once its networks, data and random streams are ready.
-
-    With ``resume`` and a checkpoint in ``out_dir``: refuse it unless its run identity equals
-    ``identity`` and its config ``agent.config`` (:func:`check_resume`), load it with
-    ``restore(state, path)`` (which advances ``agent.step``) and refuse one beyond ``n_steps``.
-    Then write ``config.json`` (``agent._write_config``) and ``metrics.csv`` (continued when
-    resuming) into ``out_dir`` and run :func:`fit_loop` from ``agent.step``, calling
-    ``checkpoint(path)`` every ``checkpoint_every`` steps and at the end. ``out_dir=None``
-    writes nothing. ``unit`` names a step in errors (``step``, ``round``, ``iteration``).
-    """
-    out = Path(out_dir) if out_dir is not None else None
-    path = out / CHECKPOINT_NAME if out is not None else None
-    state = load_resume_checkpoint(path, resume)
-    if state is not None:
-        check_resume(state, identity, agent.config)
-        restore(state, path)
-        if agent.step > n_steps:
-            raise ValueError(f"checkpoint is at {unit} {agent.step}, beyond n_steps={n_steps}")
-    logger = None
-    if out is not None:
-        agent._write_config(out)
-        logger = MetricsLogger(out / METRICS_NAME, resume=state is not None, last_step=agent.step)
+    """:func:`open_run`, then :func:`fit_loop` from ``agent.step``, calling ``checkpoint(path)``
+    (``path`` = ``out_dir/checkpoint.pt``) every ``checkpoint_every`` steps and at the end."""
+    _, logger = open_run(agent, n_steps, out_dir, resume, identity=identity, restore=restore, unit=unit)
+    path = Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
     return fit_loop(update, n_steps, start_step=agent.step, log_every=log_every, logger=logger,
-                    checkpoint=(lambda _step: checkpoint(path)) if out is not None else None,
+                    checkpoint=(lambda _step: checkpoint(path)) if path is not None else None,
                     checkpoint_every=checkpoint_every, desc=desc, show_progress=show_progress)
 
 

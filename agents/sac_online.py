@@ -50,10 +50,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from agents.base import (CHECKPOINT_NAME, METRICS_NAME, CheckpointError, FitResult, MetricsLogger, check_checkpoint,
-                         check_fit_args, check_resume, check_seed, config_from_dict, config_json, load_checkpoint,
-                         load_module_state, load_resume_checkpoint, read_run_config, restoring_state, save_checkpoint,
-                         write_json, write_run_config)
+from agents.base import (CHECKPOINT_NAME, CheckpointError, FitResult, MetricsLogger, check_checkpoint, check_fit_args,
+                         check_seed, config_from_dict, config_json, load_checkpoint, load_module_state, open_run,
+                         read_run_config, restoring_state, save_checkpoint, write_json, write_run_config)
 from agents.baseline_settings import (SAC_ONLINE_BUFFER_SIZE, SAC_ONLINE_GAMMA, SAC_ONLINE_LEARNING_STARTS,
                                       SAC_ONLINE_N_ENVS)
 from agents.online import (BUDGET_NAME, OnlineBudget, check_data, normalise_reward, resolve_sim_config,
@@ -130,6 +129,18 @@ LARGE_BUDGET = SACOnlineConfig(n_steps=1_000_000, n_envs=1, buffer_size=1_000_00
 
 def _policy_kwargs(config: SACOnlineConfig) -> dict[str, Any]:
     return {"net_arch": list(config.net_arch)}
+
+
+#: The arrays of SB3's ``ReplayBuffer`` a checkpoint keeps (their filled rows).
+_BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+
+
+def _optimisers(model) -> dict[str, torch.optim.Optimizer]:
+    """The SB3 SAC model's optimisers by name (the entropy coefficient's only when it is learnt)."""
+    optimisers = {"actor": model.actor.optimizer, "critic": model.critic.optimizer}
+    if model.ent_coef_optimizer is not None:
+        optimisers["ent_coef"] = model.ent_coef_optimizer
+    return optimisers
 
 
 class _Progress:
@@ -278,12 +289,6 @@ class SACOnline:
         check_data(data, self.obs_dim, ALGO_NAME)
         self.seed, self.budget, self.step = check_seed(seed), OnlineBudget(), 0
         out = Path(out_dir) if out_dir is not None else None
-        checkpoint_path = out / CHECKPOINT_NAME if out is not None else None
-        state = load_resume_checkpoint(checkpoint_path, resume)
-        if state is not None:
-            check_resume(state, self._run_identity(), cfg)
-            if not isinstance(state.get("training"), dict):
-                raise ValueError(f"cannot resume: {checkpoint_path} holds weights only, no training state")
         env = self._make_vec_env()
         callback = None
         try:
@@ -291,17 +296,13 @@ class SACOnline:
                         learning_starts=cfg.learning_starts, batch_size=cfg.batch_size, tau=cfg.tau, gamma=cfg.gamma,
                         train_freq=cfg.train_freq, gradient_steps=cfg.gradient_steps, ent_coef=cfg.ent_coef,
                         policy_kwargs=_policy_kwargs(cfg), seed=self.seed, device=cfg.device, verbose=0)
-            window = None
-            if state is not None:
-                window = self._restore_training(model, state, checkpoint_path)
-                self.budget = OnlineBudget.from_json(state.get("budget", {}))
-                if self.step > n_steps:
-                    raise ValueError(f"checkpoint is at env step {self.step}, beyond n_steps={n_steps}")
-            logger = None
-            if out is not None:
-                out.mkdir(parents=True, exist_ok=True)
-                self._write_config(out)
-                logger = MetricsLogger(out / METRICS_NAME, resume=state is not None, last_step=self.step)
+            window: dict[str, float] = {}
+
+            def restore(state: dict[str, Any], path: Path) -> None:
+                window.update(self._restore_training(model, state, path))
+
+            _, logger = open_run(self, n_steps, out, resume, identity=self._run_identity(), restore=restore,
+                                 unit="env step")
             callback = _Progress(n_steps, log_every, logger, self.budget, show_progress, start_step=self.step,
                                  window=window)
             while model.num_timesteps < n_steps:
@@ -341,10 +342,6 @@ class SACOnline:
         """
         buffer = model.replay_buffer
         filled = buffer.buffer_size if buffer.full else buffer.pos
-        fields = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
-        optimisers = {"actor": model.actor.optimizer, "critic": model.critic.optimizer}
-        if model.ent_coef_optimizer is not None:
-            optimisers["ent_coef"] = model.ent_coef_optimizer
         envs = []
         for wrapped in model.env.envs:
             env = wrapped.unwrapped
@@ -352,14 +349,14 @@ class SACOnline:
                          "rng": json.dumps(env.np_random.bit_generator.state)})
         np_state = np.random.get_state()
         return {
-            "optimisers": {k: opt.state_dict() for k, opt in optimisers.items()},
+            "optimisers": {k: opt.state_dict() for k, opt in _optimisers(model).items()},
             "log_ent_coef": model.log_ent_coef.detach().cpu().clone() if model.ent_coef_optimizer is not None else None,
             "counters": json.dumps({"num_timesteps": int(model.num_timesteps), "n_updates": int(model._n_updates),
                                     "episode_num": int(model._episode_num)}),
             "last_obs": torch.from_numpy(np.array(model._last_obs)),
             "last_episode_starts": torch.from_numpy(np.array(model._last_episode_starts)),
             "buffer": {"pos": int(buffer.pos), "full": bool(buffer.full),
-                       **{k: torch.from_numpy(np.array(getattr(buffer, k)[:filled])) for k in fields}},
+                       **{k: torch.from_numpy(np.array(getattr(buffer, k)[:filled])) for k in _BUFFER_FIELDS}},
             "envs": envs,
             "rng": json.dumps({"python": random.getstate(),
                                "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
@@ -375,16 +372,16 @@ class SACOnline:
 
         from mtf_env.core import SessionState
 
+        if not isinstance(state.get("training"), dict):
+            raise ValueError(f"cannot resume: {path} holds weights only, no training state")
         if not isinstance(state.get("policy"), dict):
             raise CheckpointError(f"{path}: 'policy' is not a state dict")
         load_module_state(model.policy, state["policy"], f"{path} policy")
         training = state["training"]
         with restoring_state(path):
-            optimisers = {"actor": model.actor.optimizer, "critic": model.critic.optimizer}
             if model.ent_coef_optimizer is not None:
-                optimisers["ent_coef"] = model.ent_coef_optimizer
                 model.log_ent_coef.data.copy_(training["log_ent_coef"])
-            for name, optimiser in optimisers.items():
+            for name, optimiser in _optimisers(model).items():
                 optimiser.load_state_dict(training["optimisers"][name])
             counters = json.loads(training["counters"])
             model.num_timesteps, model._n_updates = counters["num_timesteps"], counters["n_updates"]
@@ -392,7 +389,7 @@ class SACOnline:
             model._last_obs = training["last_obs"].numpy().copy()
             model._last_episode_starts = training["last_episode_starts"].numpy().copy()
             buffer, saved = model.replay_buffer, training["buffer"]
-            for key in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
+            for key in _BUFFER_FIELDS:
                 rows = saved[key].numpy()
                 getattr(buffer, key)[:len(rows)] = rows
             buffer.pos, buffer.full = int(saved["pos"]), bool(saved["full"])
@@ -415,6 +412,7 @@ class SACOnline:
             model.action_space.np_random.bit_generator.state = rng["action_space"]
             torch.set_rng_state(training["torch_rng"])
             window = json.loads(training["window"])
+        self.budget = OnlineBudget.from_json(state.get("budget", {}))
         self._take_policy(model)
         return window
 
