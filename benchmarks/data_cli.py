@@ -31,6 +31,8 @@ from mtf_env.dataset import DATASET_PRESETS, CollectConfig, collect_dataset, loa
 from mtf_env.rewards import REWARD_PRESETS
 from mtf_env.tasks import TASK_NAMES
 
+from .training import parse_key_values
+
 #: Equal-width bins of [-1, 1] used for the action coverage figure of merit.
 COVERAGE_BINS = 20
 #: A bin counts as covered when it holds at least this share of a uniform bin's mass.
@@ -39,19 +41,6 @@ COVERAGE_MIN_SHARE = 0.1
 COLLECT_LOG = "collect_log.json"
 #: At most this many actions per behaviour group go into the figure.
 FIGURE_SAMPLES = 20_000
-
-
-def _parse_sim_overrides(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--sim expects KEY=VALUE, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -94,7 +83,7 @@ def collect_settings(args: argparse.Namespace) -> tuple[Path, Any, CollectConfig
                                        seed=args.seed, batch_size=args.batch_size, n_days=args.n_days).items()
                if v is not None}
     collect = CollectConfig(**{**base.__dict__, **changes})
-    sim = make_config(**{**(preset.sim if preset else {}), **_parse_sim_overrides(args.sim)})
+    sim = make_config(**{**(preset.sim if preset else {}), **parse_key_values(args.sim, "--sim")})
     out = args.out or Path("datasets") / (args.preset or collect.policy.split(":")[0])
     return out, sim, collect
 
@@ -121,7 +110,7 @@ def _run_collect(args: argparse.Namespace) -> None:
           + " (write runs in a background thread, overlapping the rest)")
     # a run log next to the data (not part of the manifest: timings differ between identical runs)
     write_json(path / COLLECT_LOG, {
-        "collect": dataclasses.asdict(collect), "sim_overrides": _parse_sim_overrides(args.sim),
+        "collect": dataclasses.asdict(collect), "sim_overrides": parse_key_values(args.sim, "--sim"),
         "wall_s": wall, "timings_s": timings, "peak_rss_mb": peak_mb, "process_cpu_s": cpu_s,
         "sessions_per_s": collect.n_sessions / wall,
         "requests_per_s": n_req / wall, "bytes": size, "cpu_count": os.cpu_count(),
