@@ -368,8 +368,6 @@ class SACOnline:
     def _restore_training(self, model, state: dict[str, Any], path: Path) -> dict[str, float]:
         """Put a checkpoint's weights and :meth:`_training_state` into a freshly built SB3 model (and
         this agent); returns the open logging window. :class:`CheckpointError` when it does not fit."""
-        import gymnasium as gym
-
         from mtf_env.core import SessionState
 
         if not isinstance(state.get("training"), dict):
@@ -396,14 +394,10 @@ class SACOnline:
             if len(training["envs"]) != len(model.env.envs):
                 raise ValueError(f"{len(training['envs'])} envs saved, {len(model.env.envs)} running")
             for wrapped, saved_env in zip(model.env.envs, training["envs"]):
+                wrapped.reset()  # through the wrappers (they require a reset before a step); then overwritten
                 env = wrapped.unwrapped
                 env._state = SessionState(**{k: v.numpy().copy() for k, v in saved_env["state"].items()})
-                env.np_random = np.random.Generator(np.random.PCG64())
                 env.np_random.bit_generator.state = json.loads(saved_env["rng"])
-                while isinstance(wrapped, gym.Wrapper):  # the order-enforcing wrapper: reset already happened
-                    if hasattr(wrapped, "_has_reset"):
-                        wrapped._has_reset = True
-                    wrapped = wrapped.env
             rng = json.loads(training["rng"])
             version, internal, gauss = rng["python"]
             random.setstate((version, tuple(internal), gauss))
