@@ -32,6 +32,8 @@ import numpy as np
 
 from agents.base import write_json
 
+from .training import parse_widths
+
 #: Estimator names this module fits (``d3rlpy-fqe`` is d3rlpy's FQE, alpha_c must be 0).
 ESTIMATORS: tuple[str, ...] = ("conservative", "d3rlpy-fqe")
 
@@ -113,15 +115,6 @@ def fit_and_estimate(kind: str, config, seed: int, data, initial_observations: n
     return out
 
 
-def _parse_hidden(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(x) for x in text.replace(" ", "").split(",") if x)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--hidden must be comma-separated widths like 256,256, got {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"--hidden must be positive widths, got {text!r}")
-    return sizes
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from agents.ope import ConservativeFQEConfig
@@ -137,7 +130,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-initial", type=int, default=d.n_initial_states, help="initial states n averaged for V")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="transitions per gradient step m")
     p.add_argument("--lr", type=float, default=d.learning_rate, help="Adam learning rate")
-    p.add_argument("--hidden", type=_parse_hidden, default=d.hidden_sizes, help="Q-network widths, e.g. 256,256")
+    p.add_argument("--hidden", type=parse_widths, default=d.hidden_sizes, help="Q-network widths, e.g. 256,256")
     p.add_argument("--target-update-every", type=int, default=d.target_update_every,
                    help="gradient steps between target copies")
     p.add_argument("--gamma", type=float, default=d.gamma, help="discount")

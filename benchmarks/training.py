@@ -33,6 +33,7 @@ config keys and values, dataset -- before anything is written, so a bad call los
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import inspect
 import json
@@ -102,6 +103,17 @@ def config_class(cls: type) -> type:
             return candidate
     raise ValueError(f"{cls.__name__}.__init__ has no dataclass-typed `config` parameter; "
                      "give the class a `config_class` attribute")
+
+
+def parse_widths(text: str) -> tuple[int, ...]:
+    """``"256,256"`` -> ``(256, 256)``: the argparse type of the command lines' hidden-width options."""
+    try:
+        widths = tuple(int(w) for w in text.split(",") if w.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected widths such as 128,128, got {text!r}") from None
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive widths, got {text!r}")
+    return widths
 
 
 def parse_key_values(items: Sequence[str], what: str = "--set") -> dict[str, Any]:

@@ -443,17 +443,9 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _widths(text: str) -> tuple[int, ...]:
-    try:
-        widths = tuple(int(w) for w in text.split(",") if w.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected widths such as 128,128, got {text!r}") from None
-    if not widths or min(widths) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive widths, got {text!r}")
-    return widths
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    from ..training import parse_widths
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=Path("datasets/small"), help="logged dataset (train/test splits)")
     p.add_argument("--out", type=Path, default=Path("results/baselines"), help="results (and runs/) directory")
@@ -463,8 +455,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--bo-steps", type=int, default=ONLINE_STEPS["bo"], help="BO online rounds")
     p.add_argument("--es-steps", type=int, default=ONLINE_STEPS["es"], help="ES iterations")
     p.add_argument("--sac-steps", type=int, default=ONLINE_STEPS["sac-online"], help="online SAC env steps")
-    p.add_argument("--hidden", type=_widths, default=DEFAULT_HIDDEN, help="offline networks' widths, e.g. 400,300")
-    p.add_argument("--vae-hidden", type=_widths, default=DEFAULT_VAE_HIDDEN, help="BatchRL-MTF's VAE widths")
+    p.add_argument("--hidden", type=parse_widths, default=DEFAULT_HIDDEN, help="offline networks' widths, e.g. 400,300")
+    p.add_argument("--vae-hidden", type=parse_widths, default=DEFAULT_VAE_HIDDEN, help="BatchRL-MTF's VAE widths")
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="ALGO:KEY=VALUE",
                    help="config override of one method, e.g. bo:n_users=500")
     p.add_argument("--rollouts", type=int, default=2, help="sessions per test initial state (true value)")
