@@ -1,7 +1,7 @@
 """Behaviour (exploration) policies that log the data the offline agents learn from.
 
-Every behaviour policy implements :class:`~agents.policy.Policy` (``act(obs) -> (B, 12)``)
-and is stochastic: ``act_with_log_prob(obs)`` also returns the log-density of each action it
+Every behaviour policy implements :class:`~mtf_env.policy.Policy` (``act(obs) -> (B, 12)``)
+and :class:`~mtf_env.policy.BehaviourPolicy`, which the dataset collector reads. It is stochastic: ``act_with_log_prob(obs)`` also returns the log-density of each action it
 took (the density of the Gaussian draw before clipping to the action box, summed over the
 12 dimensions, in nats). Each draws from its own seeded generator, so the same seed and the
 same sequence of batch shapes give the same actions.
@@ -17,7 +17,7 @@ spec               policy
                    ``random:STD`` sets another standard deviation.
 ``action-noise``   ``clip(pi*(s) + N(0, ACTION_NOISE_STD^2 I))`` around a target policy
                    ``pi*``, by default ``static:production``; ``action-noise:TARGET`` takes any
-                   policy spec of :func:`agents.registry.load_policy` (``static:NAME``, a
+                   policy spec of :func:`agents.algos.load_fixed_policy` (``static:NAME``, a
                    weights JSON, a trained run directory).
 ``mixed``          two user groups of equal expected size (the paper's mixed exploration):
                    users with an even id get ``random``, users with an odd id get
@@ -30,18 +30,21 @@ exploration covers the whole box (the rest is clipped to its faces) without a pr
 towards any fusion weights. ``ACTION_NOISE_STD = 0.1`` is the paper's ``N(0, 0.1)``.
 
 Group-dependent policies need to know whose request each row is: the collector calls
-``set_users(user_ids)`` before ``act`` (:func:`behaviour_step` does both) and reads the
-group of each row from ``group_ids(user_ids)``; ``group_names[k]`` names group ``k``.
+``set_users(user_ids)`` before ``act`` (:func:`mtf_env.policy.behaviour_step` does both) and
+reads the group of each row from ``group_ids(user_ids)``; ``group_names[k]`` names group ``k``.
+:func:`collection_policy` builds the behaviour policy a :class:`~mtf_env.dataset.CollectConfig` names.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from mtf_env.dataset_collect import CollectConfig, collection_seeds
 from mtf_env.fusion import PRODUCTION_ACTION
+from mtf_env.policy import Policy, check_obs_batch
 from mtf_env.tasks import N_TASKS
 
-from .policy import Policy, check_obs_batch
-from .static import GaussianPolicy
+from .algos import load_fixed_policy
+from .static import STATIC_PRESETS, GaussianPolicy
 
 #: Standard deviation of the ``random`` behaviour (per action coordinate, action units).
 RANDOM_STD = 0.5
@@ -69,6 +72,7 @@ class GaussianBehaviour:
         self.spec = spec or name
         self.group_names: tuple[str, ...] = (name,)
         self.std = std
+        self.seed = seed if isinstance(seed, (int, np.integer)) else None
         self._gaussian = GaussianPolicy(mean, std, seed=seed, name=name)
 
     @property
@@ -100,9 +104,11 @@ class MixedBehaviour:
     stochastic = True
     group_names: tuple[str, ...] = ("random", "action-noise")
 
-    def __init__(self, random_part: GaussianBehaviour, noise_part: GaussianBehaviour, spec: str = "mixed"):
+    def __init__(self, random_part: GaussianBehaviour, noise_part: GaussianBehaviour, spec: str = "mixed",
+                 seed: int | None = None):
         self.name = "mixed"
         self.spec = spec
+        self.seed = seed
         self.parts = (random_part, noise_part)
         self._user_ids: np.ndarray | None = None
 
@@ -134,33 +140,27 @@ class MixedBehaviour:
         return self.act_with_log_prob(obs)[0]
 
 
-def behaviour_step(policy, obs: np.ndarray, user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One batch of behaviour actions: ``(actions (B, 12) float32, log_prob (B,) float32, group (B,) int8)``.
+def is_behaviour_spec(spec: str) -> bool:
+    """Whether ``spec`` names a behaviour policy (``random[:STD]``, ``action-noise[:TARGET]``, ``mixed[:TARGET]``).
 
-    Calls ``policy.set_users(user_ids)`` when the policy has it; the policy must offer
-    ``act_with_log_prob`` (deterministic policies have no log-density: wrap them in
-    ``action-noise:TARGET``).
+    ``production`` is the static preset of that name here (a fixed policy), not the
+    ``production`` behaviour, which only :func:`make_behaviour_policy` builds.
     """
-    act_with_log_prob = getattr(policy, "act_with_log_prob", None)
-    if act_with_log_prob is None:
-        raise ValueError(f"{getattr(policy, 'name', type(policy).__name__)} reports no log-density of its actions; "
-                         "log data with a behaviour policy (production, random, action-noise:TARGET, mixed)")
-    set_users = getattr(policy, "set_users", None)
-    if set_users is not None:
-        set_users(user_ids)
-    actions, log_prob = act_with_log_prob(obs)
-    group_ids = getattr(policy, "group_ids", None)
-    group = group_ids(user_ids) if group_ids is not None else np.zeros(len(obs), np.int8)
-    return np.asarray(actions, np.float32), np.asarray(log_prob, np.float32), np.asarray(group, np.int8)
+    return spec == "random" or spec.startswith(("random:", "action-noise", "mixed"))
+
+
+def policy_from_spec(spec: str, seed: int = 0) -> Policy:
+    """Any policy spec: a behaviour spec (:func:`is_behaviour_spec`) built with ``seed``, else a fixed policy."""
+    if not spec.startswith("static:") and spec not in STATIC_PRESETS and is_behaviour_spec(spec):
+        return make_behaviour_policy(spec, seed=seed)
+    return load_fixed_policy(spec)
 
 
 def _resolve_target(target: str | Policy | None, seed: int) -> tuple[Policy, str]:
     if target is None:
         target = DEFAULT_TARGET
     if isinstance(target, str):
-        from .registry import load_policy  # local import: the registry imports this module lazily too
-
-        return load_policy(target, seed=seed), target
+        return policy_from_spec(target, seed), target
     if not callable(getattr(target, "act", None)):
         raise ValueError(f"target must be a policy spec or an object with act(obs), got {type(target).__name__}")
     return target, getattr(target, "name", type(target).__name__)
@@ -210,4 +210,14 @@ def make_behaviour_policy(spec: str, seed: int, target: str | Policy | None = No
     random_part = GaussianBehaviour("random", np.zeros(N_TASKS, np.float32), RANDOM_STD, s_random)
     noise_part = GaussianBehaviour("action-noise", policy, ACTION_NOISE_STD, s_noise,
                                    spec=f"action-noise:{target_name}")
-    return MixedBehaviour(random_part, noise_part, spec=f"mixed:{target_name}")
+    return MixedBehaviour(random_part, noise_part, spec=f"mixed:{target_name}", seed=seed)
+
+
+def collection_policy(collect: CollectConfig):
+    """The behaviour policy ``collect.policy`` (target ``collect.target``) seeded from ``collect.seed``.
+
+    Its seed is the policy stream of :func:`mtf_env.dataset_collect.collection_seeds`, so
+    ``collect_dataset(out, sim_config, collect, collection_policy(collect))`` reproduces the
+    dataset cards byte for byte.
+    """
+    return make_behaviour_policy(collect.policy, seed=collection_seeds(collect.seed)[2], target=collect.target)

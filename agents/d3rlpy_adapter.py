@@ -1,4 +1,4 @@
-"""Turn our :class:`~mtf_env.transitions.TransitionArrays` into a d3rlpy ``MDPDataset``.
+"""Turn our :class:`~mtf_env.transitions.TransitionArrays` (or a loaded dataset) into a d3rlpy ``MDPDataset``.
 
 Our logged data is a flat list of transitions ``(s, a, r, s', terminal, timeout)`` stored
 session after session; ``episode_starts`` marks the first request of each session and the
@@ -132,3 +132,11 @@ def to_d3rlpy_dataset(data: TransitionArrays, *, pad_timeouts: bool = True, chec
         action_space=d3rlpy.constants.ActionSpace.CONTINUOUS,
         action_size=int(actions.shape[1]),
     )
+
+
+def dataset_to_d3rlpy(dataset, pad_timeouts: bool = True):
+    """A d3rlpy ``MDPDataset`` of a loaded :class:`mtf_env.dataset.Dataset` split (its relabelled transitions).
+
+    Exits are terminals, cut-offs timeouts; see :func:`to_d3rlpy_dataset` for ``pad_timeouts``.
+    """
+    return to_d3rlpy_dataset(dataset.transitions(), pad_timeouts=pad_timeouts)

@@ -1,63 +1,20 @@
-"""Turn a policy spec on the command line into a :class:`~agents.policy.Policy`.
+"""Turn a policy spec on the command line into a :class:`~mtf_env.policy.Policy`.
 
-Specs: ``static:NAME`` (a preset of :data:`agents.static.STATIC_PRESETS`), ``random`` (Gaussian
-random exploration), a JSON file of static weights, or a trained run directory (its
-``config.json`` names the algorithm, whose class loads the run).
+Specs: ``static:NAME`` (a preset of :data:`agents.static.STATIC_PRESETS`), a behaviour
+(exploration) spec of :mod:`agents.behaviour` (``random[:STD]``, ``action-noise[:TARGET]``,
+``mixed[:TARGET]``), a JSON file of static weights, or a trained run directory (its
+``config.json`` names the algorithm, whose class loads the run; see :mod:`agents.algos`).
 """
 from __future__ import annotations
 
-import importlib
-import json
-from pathlib import Path
+from mtf_env.policy import Policy
 
-from .policy import Policy
-from .static import STATIC_PRESETS, StaticPolicy
+from .algos import ALGOS, algo_class, load_fixed_policy
+from .behaviour import policy_from_spec
 
-#: Trainable algorithms: name -> "module:Class" (imported on first use).
-ALGOS: dict[str, str] = {
-    "batchrl-mtf": "agents.batchrl_mtf:BatchRLMTF",
-    "bo": "agents.bo:BayesianOptimisation",
-    "es": "agents.es:EvolutionStrategy",
-    "sac-online": "agents.sac_online:SACOnline",
-    "td3": "agents.offline_d3rlpy:TD3Agent",
-    "uwac-td3": "agents.offline_d3rlpy:UWACTD3Agent",
-    "cql-sac": "agents.offline_d3rlpy:CQLSACAgent",
-    "bc": "agents.offline_d3rlpy:BCAgent",
-    "td3-bc": "agents.offline_d3rlpy:TD3PlusBCAgent",
-    "iql": "agents.offline_d3rlpy:IQLAgent",
-}
-
-
-def algo_class(name: str):
-    if name not in ALGOS:
-        raise ValueError(f"unknown algorithm {name!r}; choose one of {sorted(ALGOS)}")
-    module, cls = ALGOS[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+__all__ = ["ALGOS", "algo_class", "load_fixed_policy", "load_policy"]
 
 
 def load_policy(spec: str, seed: int = 0) -> Policy:
-    """Resolve ``spec`` (see module docstring) to a Policy."""
-    if spec.startswith("static:"):
-        return StaticPolicy.preset(spec.split(":", 1)[1])
-    if spec in STATIC_PRESETS:
-        return StaticPolicy.preset(spec)
-    if spec == "random" or spec.startswith("random:") or spec.startswith("action-noise") or spec.startswith("mixed"):
-        from .behaviour import make_behaviour_policy
-
-        return make_behaviour_policy(spec, seed=seed)
-    path = Path(spec)
-    if path.is_file() and path.suffix == ".json":
-        return StaticPolicy.from_json(path)
-    if path.is_dir():
-        config_path = path / "config.json"
-        if not config_path.is_file():
-            raise ValueError(f"{path} is not a run directory (no config.json)")
-        try:
-            algo = json.loads(config_path.read_text())["algo"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ValueError(f"{config_path} does not name its algorithm ('algo'): {exc}") from None
-        return algo_class(algo).load(path)
-    raise ValueError(
-        f"unknown policy {spec!r}: use static:NAME ({', '.join(sorted(STATIC_PRESETS))}), random, "
-        "a JSON file of weights, or a trained run directory"
-    )
+    """Resolve ``spec`` (see module docstring) to a Policy; ``seed`` seeds a behaviour policy's generator."""
+    return policy_from_spec(spec, seed)

@@ -92,11 +92,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from agents.base import write_json
-from agents.policy import reset_policy
 from mtf_env import kernels as K
 from mtf_env.config import SimConfig
 from mtf_env.core import SessionState, Simulator
-from mtf_env.fusion import validate_action
+from mtf_env.drive import drive
 from mtf_env.rewards import REWARD_PRESETS, compute_reward, reward_weights
 from mtf_env.tasks import N_TASKS, POSITIVE_INTERACTIONS, TASK_INDEX
 
@@ -420,8 +419,9 @@ def _simulate_day(sim: Simulator, policy, user_ids: np.ndarray, slots: np.ndarra
                   timing: dict[str, float]) -> np.ndarray:
     """One day of the users of a block; adds to ``totals`` at ``slots`` and returns the end-of-day observations.
 
-    The live state holds only users still active today plus, between compactions, some who
-    are done (masked out with ``active``); it is compacted once fewer than half are active.
+    The shared policy loop (:func:`mtf_env.drive.drive`) serves the users' requests; a user
+    whose session ends may return for another (the day model), else is done for the day. The
+    live state is compacted once fewer than half its rows are active.
     """
     cfg = sim.config
     b = len(user_ids)
@@ -433,39 +433,25 @@ def _simulate_day(sim: Simulator, policy, user_ids: np.ndarray, slots: np.ndarra
         state.obs[:] = history
         sim.start_sessions(state, np.arange(b), user_ids, None, carry=True)
     end_obs = np.empty((b, sim.obs_dim), np.float32)
-    local = np.arange(b)                    # row -> position in this block
-    active = np.ones(b, bool)               # row still in a session today
-    new_session = np.ones(b, bool)          # row's session starts at this request
-    req_in_session = np.zeros(b, np.int64)  # request index within the current session (discounting)
+    req_in_session = np.zeros(b, np.int64)  # per block position: request index within the session (discounting)
     sessions_today = np.zeros(b, np.int64)
     # uniform buffers, filled for the active rows only (the kernel ignores inactive rows)
     u_cand_buf = np.empty((b, cfg.n_candidates))
     u_resp_buf = np.empty((b, cfg.page_size, K.N_UNIFORMS))
     u_return_buf = np.empty(b)
-    step = 0
-    while True:
-        rows = np.flatnonzero(active)
-        if rows.size == 0:
-            break
-        n_rows = len(active)
-        # -- policy: one call for all active rows
-        t0 = time.perf_counter()
-        if rows.size == n_rows:
-            reset_policy(policy, new_session)
-            actions = validate_action(policy.act(state.obs.copy()), n_rows)
-        else:
-            reset_policy(policy, new_session[rows])
-            actions = np.zeros((n_rows, N_TASKS), np.float32)
-            actions[rows] = validate_action(policy.act(state.obs[rows]), rows.size)
-        timing["policy_s"] += time.perf_counter() - t0
+
+    def uniforms(rows: np.ndarray, index: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+        n_rows = len(index)
+        u_cand, u_resp = u_cand_buf[:n_rows], u_resp_buf[:n_rows]
+        _fill_uniforms(key, slots[index[rows]], rows, day, step, u_cand, u_resp, u_return_buf[:n_rows])
+        return u_cand, u_resp
+
+    for served in drive(sim, state, policy, uniforms=uniforms, compact="half"):
+        timing["policy_s"] += served.policy_s
         timing["policy_calls"] += 1
-        # -- simulator: uniforms of the active rows from their own streams
-        u_cand, u_resp, u_return = u_cand_buf[:n_rows], u_resp_buf[:n_rows], u_return_buf[:n_rows]
-        gslots = slots[local[rows]]
-        _fill_uniforms(key, gslots, rows, day, step, u_cand, u_resp, u_return)
-        res = sim.step(state, actions, None, active=active, uniforms=(u_cand, u_resp))
+        res, rows, local, state = served.result, served.rows, served.index, served.state
         # -- accumulate the active rows' feedback at their slots
-        at = gslots
+        at = slots[local[rows]]
         fb = res.request_feedback[rows].astype(np.float64)
         watched = res.watched[rows]
         positive = (res.feedback[rows][:, :, POSITIVE_COLUMNS] > 0).any(axis=2) & watched
@@ -474,31 +460,22 @@ def _simulate_day(sim: Simulator, policy, user_ids: np.ndarray, slots: np.ndarra
         totals["positive_plays"][at] += positive.sum(axis=1)
         totals["requests"][at] += 1
         totals["feedback"][at] += fb
-        totals["discounted_feedback"][at] += (gamma ** req_in_session[rows])[:, None] * fb
-        req_in_session[rows] += 1
-        new_session[:] = False
-        done = np.zeros(n_rows, bool)
-        done[rows] = res.terminated[rows] | res.truncated[rows]
+        totals["discounted_feedback"][at] += (gamma ** req_in_session[local[rows]])[:, None] * fb
+        req_in_session[local[rows]] += 1
+        done = served.ended
         if done.any():
             totals["sessions"][slots[local[done]]] += 1
-            sessions_today[done] += 1
-            back = done & (u_return < sim.return_probability(state)) & (sessions_today < cfg.max_sessions_per_day)
+            sessions_today[local[done]] += 1
+            u_return = u_return_buf[:len(local)]
+            back = (done & (u_return < sim.return_probability(state))
+                    & (sessions_today[local] < cfg.max_sessions_per_day))
             if back.any():
                 back_rows = np.flatnonzero(back)
                 sim.start_sessions(state, back_rows, state.user_id[back_rows], None, carry=True)
-                req_in_session[back_rows] = 0
-                new_session[back_rows] = True
+                req_in_session[local[back_rows]] = 0
+                served.restart(back_rows)
             leave = done & ~back
-            if leave.any():
-                end_obs[local[leave]] = state.obs[leave]
-                active[leave] = False
-                n_active = int(active.sum())
-                if 0 < n_active < n_rows // 2:  # compact: drop the rows that are done for the day
-                    state = _take(state, active)
-                    local, new_session = local[active], new_session[active]
-                    req_in_session, sessions_today = req_in_session[active], sessions_today[active]
-                    active = np.ones(n_active, bool)
-        step += 1
+            end_obs[local[leave]] = state.obs[leave]
     return end_obs
 
 

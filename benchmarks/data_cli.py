@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from agents.base import write_json
+from agents.behaviour import collection_policy
 from mtf_env.config import make_config
 from mtf_env.dataset import DATASET_PRESETS, CollectConfig, collect_dataset, load_dataset
 from mtf_env.rewards import REWARD_PRESETS
@@ -94,8 +95,8 @@ def _run_collect(args: argparse.Namespace) -> None:
         raise ValueError(f"{out} already exists; pass --overwrite to replace it")
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    path = collect_dataset(out, sim, collect, overwrite=args.overwrite, progress=not args.no_progress,
-                           timings=timings)
+    path = collect_dataset(out, sim, collect, collection_policy(collect), overwrite=args.overwrite,
+                           progress=not args.no_progress, timings=timings)
     wall = time.perf_counter() - t0
     manifest = json.loads((path / "manifest.json").read_text())
     n_req = manifest["counts"]["requests"]

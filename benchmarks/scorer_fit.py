@@ -7,8 +7,10 @@ from pathlib import Path
 
 from agents.base import write_json
 from mtf_env.config import SimConfig
-from mtf_env.scorer import PLEConfig, ScorerWeights, numpy_predict, scorer_report, train_scorer
-from mtf_env.scoring import DEFAULT_SCORER, sample_impressions
+from agents.ple_scorer import train_scorer
+from mtf_env.impressions import sample_impressions
+from mtf_env.ple import PLEConfig, numpy_predict, scorer_report
+from mtf_env.score_table import DEFAULT_SCORER
 
 
 def fit_scorer(n_train: int, n_test: int, seed: int, out: Path, report_path: Path | None,
@@ -25,7 +27,7 @@ def fit_scorer(n_train: int, n_test: int, seed: int, out: Path, report_path: Pat
     train = sample_impressions(config, n_train, seed)
     model, history = train_scorer(train["user_features"], train["item_features"], train["labels"], ple, seed=seed,
                                   show_progress=show_progress)
-    weights = ScorerWeights.from_model(model)
+    weights = model.to_weights()
     weights.save(out)
     test = sample_impressions(config, n_test, seed + 1)
     probs = numpy_predict(weights, test["user_features"], test["item_features"])

@@ -183,6 +183,7 @@ def run_quickstart(out: str | Path = "results/quickstart", seed: int = 0,
     from agents.static import StaticPolicy
     from mtf_env.config import make_config
     from mtf_env.core import Simulator
+    from agents.behaviour import collection_policy
     from mtf_env.dataset import CollectConfig, collect_dataset
 
     from .ab import ab_test
@@ -196,7 +197,7 @@ def run_quickstart(out: str | Path = "results/quickstart", seed: int = 0,
     t0 = time.perf_counter()
     collect = CollectConfig(policy="mixed", n_sessions=settings.sessions, seed=seed, n_days=1,
                             batch_size=settings.collect_batch_size)
-    collect_dataset(out / "dataset", sim_config, collect, progress=show_progress)
+    collect_dataset(out / "dataset", sim_config, collect, collection_policy(collect), progress=show_progress)
     seconds["collect"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

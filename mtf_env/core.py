@@ -9,7 +9,7 @@ One request (``Simulator.step``):
 1. retrieval: K candidates, ``interest_share`` of them drawn by the user's observed topic
    interests (history features as of the session start), the rest from the popular pool;
 2. scoring: the multi-task scorer's ``log(o + beta)`` for each candidate, looked up in a
-   table precomputed per (profile cell, video) (:mod:`mtf_env.scoring`);
+   table precomputed per (profile cell, video) (:mod:`mtf_env.score_table`);
 3. fusion: ``f = sum_i alpha_i log(o_i + beta_i)``; the top L form the page, best first;
 4. response: the true (hidden) model samples the feedback of each shown video; the user
    watches the page in order and stops after the video where they exit;
@@ -26,7 +26,9 @@ from . import kernels as K
 from .config import ResponseParams, SimConfig
 from .fusion import ALPHA_HIGH, ALPHA_LOW
 from .tasks import N_TASKS
-from .world import N_PROFILE_ONEHOT, Catalogue, Population, get_world
+from .numeric import sigmoid
+from .score_table import get_scorer_table
+from .world import N_PROFILE_ONEHOT, Catalogue, Population, get_world, profile_onehot
 
 #: Size of the per-session topic lookup table used for interest retrieval.
 RETRIEVAL_LUT = 64
@@ -141,10 +143,6 @@ class StepResult:
     utility: np.ndarray
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 class Simulator:
     """Batched short-video session simulator for one :class:`SimConfig`.
 
@@ -154,8 +152,6 @@ class Simulator:
     """
 
     def __init__(self, config: SimConfig):
-        from .scoring import get_scorer_table  # local import: scoring imports this module
-
         self.config = config
         self.catalogue, self.population = get_world(config)
         self.params = config.response
@@ -177,8 +173,6 @@ class Simulator:
                                         lay["session_stats"].start, lay["session_topics"].start], dtype=np.int64)
 
     def _profile_onehot(self) -> np.ndarray:
-        from .world import profile_onehot
-
         return profile_onehot(self.population.profile)
 
     def __reduce__(self):
@@ -263,10 +257,6 @@ class Simulator:
                       request_feedback, reward, terminated, truncated)
         return StepResult(items=items, feedback=feedback, watched=watched, request_feedback=request_feedback,
                           reward=reward, terminated=terminated, truncated=truncated, utility=utility)
-
-    def observe(self, state: SessionState) -> np.ndarray:
-        """(B, obs_dim) float32 copy of the observations."""
-        return state.obs.copy()
 
     def return_probability(self, state: SessionState) -> np.ndarray:
         """Day model: (B,) probability that each user starts another session the same day."""

@@ -1,14 +1,17 @@
-"""Logged datasets: collect, load, validate, relabel and adapt (d3rlpy, Minari, plain arrays).
+"""Logged datasets: collect, load, validate, relabel and adapt (Minari, plain arrays).
 
 ::
 
     from mtf_env.dataset import collect_dataset, load_dataset, CollectConfig
-    collect_dataset("datasets/smoke", SimConfig(), CollectConfig(policy="mixed", n_sessions=2000))
+    from agents.behaviour import collection_policy
+    collect = CollectConfig(policy="mixed", n_sessions=2000)
+    collect_dataset("datasets/smoke", SimConfig(), collect, collection_policy(collect))
     ds = load_dataset("datasets/smoke", reward="default", split="train")
     data = ds.transitions()          # mtf_env.transitions.TransitionArrays, rewards relabelled
     ds.initial_user_ids              # (n_sessions,) users of the split (their fresh initial states)
-    ds.to_d3rlpy()                   # d3rlpy MDPDataset (exits terminal, cut-offs timeouts)
     ds.to_minari("mtf/smoke-v0", root="minari_data")
+
+The d3rlpy adapter lives with the agents (``agents.d3rlpy_adapter.dataset_to_d3rlpy(ds)``).
 
 The format is described in :mod:`mtf_env.dataset_io` and ``datasets/README.md``; the
 collector in :mod:`mtf_env.dataset_collect`. Everything that can be wrong with a dataset on
@@ -222,16 +225,6 @@ class Dataset:
         )
 
     # ------------------------------------------------------------------ adapters
-    def to_d3rlpy(self, pad_timeouts: bool = True):
-        """A d3rlpy ``MDPDataset`` (continuous actions; exits as terminals, cut-offs as timeouts).
-
-        See :func:`agents.d3rlpy_adapter.to_d3rlpy_dataset` for how a timeout's final next
-        observation is kept (``pad_timeouts``).
-        """
-        from agents.d3rlpy_adapter import to_d3rlpy_dataset
-
-        return to_d3rlpy_dataset(self.transitions(), pad_timeouts=pad_timeouts)
-
     def to_minari(self, dataset_id: str, root: str | Path | None = None, max_sessions: int | None = None,
                   author: str = "BatchRL-MTF benchmark"):
         """Write the split as a local Minari dataset (no hub) and return the ``MinariDataset``.

@@ -33,10 +33,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .config import SimConfig
-from .core import SessionState, Simulator
+from .core import Simulator
 from .dataset_io import (FORMAT_NAME, REQUEST_COLUMNS, SCHEMA_VERSION, SESSION_COLUMNS, DatasetWriter,
                          code_version, pack_video_feedback)
-from .fusion import ALPHA_HIGH, ALPHA_LOW, BETA, action_to_alpha, validate_action
+from .drive import drive
+from .fusion import ALPHA_HIGH, ALPHA_LOW, BETA, action_to_alpha
+from .policy import BehaviourPolicy, behaviour_step
 from .tasks import N_TASKS, TASK_NAMES
 
 
@@ -45,7 +47,8 @@ class CollectConfig:
     """How to collect a logged dataset (the simulator itself is configured by :class:`SimConfig`)."""
 
     policy: str = "mixed"
-    """Behaviour policy spec (agents.behaviour): production, random[:STD], action-noise[:TARGET], mixed[:TARGET]."""
+    """Behaviour policy spec, recorded in the manifest (built by agents.behaviour.collection_policy):
+    production, random[:STD], action-noise[:TARGET], mixed[:TARGET]."""
     n_sessions: int = 2000
     """Sessions to collect."""
     seed: int = 0
@@ -104,61 +107,51 @@ DATASET_PRESETS: dict[str, DatasetPreset] = {
 }
 
 
-def _take(state: SessionState, keep: np.ndarray) -> SessionState:
-    """The rows ``keep`` (bool mask) of a session state, as a new compact state."""
-    return SessionState(**{f.name: getattr(state, f.name)[keep] for f in dataclasses.fields(state)})
+def collection_seeds(seed: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence, int]:
+    """The random streams of a collection: ``(users, simulator, policy seed)``.
+
+    ``SeedSequence(seed).spawn(3)`` gives the streams of the users and of the simulator and,
+    as the first word of the third stream's state, the int seed of the behaviour policy
+    (``agents.behaviour.collection_policy`` builds the policy with it).
+    """
+    users, simulator, policy = np.random.SeedSequence(seed).spawn(3)
+    return users, simulator, int(policy.generate_state(1)[0])
 
 
-def _collect_wave(sim: Simulator, policy, users: np.ndarray, rng_sim: np.random.Generator,
+def _collect_wave(sim: Simulator, policy: BehaviourPolicy, users: np.ndarray, rng_sim: np.random.Generator,
                   first_session: int, first_row: int, first_time: int, n_sessions_total: int,
                   n_days: int, timings: dict[str, float]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Run fresh sessions for ``users`` to their end; returns (request columns, session columns).
 
     Adds the seconds spent in the policy and in the simulator to ``timings``.
     """
-    from agents.behaviour import behaviour_step
-    from agents.policy import reset_policy
-
     w = len(users)
-    max_requests = sim.config.max_requests
     state = sim.empty_state(w)
     sim.start_sessions(state, np.arange(w), users, rng_sim, carry=False)
-    reset_policy(policy, np.ones(w, dtype=bool))
-    local = np.arange(w)
     final_obs = np.empty((w, sim.obs_dim), np.float32)
     n_requests = np.zeros(w, np.int16)
     s_terminated = np.zeros(w, bool)
     s_truncated = np.zeros(w, bool)
     session_group = np.zeros(w, np.int8)
     steps: list[dict[str, np.ndarray]] = []
-    t = 0
-    while local.size:
-        if t >= max_requests:
-            raise RuntimeError(f"sessions still running after max_requests={max_requests} requests")
-        obs = state.obs.copy()  # the simulator updates state.obs in place
-        t0 = time.perf_counter()
-        actions, log_prob, group = behaviour_step(policy, obs, state.user_id)
-        actions = validate_action(actions, len(local))
-        t1 = time.perf_counter()
-        if t == 0:
+    for req in drive(sim, state, policy, rng=rng_sim, act=lambda obs, user_ids: behaviour_step(policy, obs, user_ids),
+                      compact="always", max_steps=sim.config.max_requests):
+        _, log_prob, group = req.policy_output
+        res, local = req.result, req.index
+        if req.t == 0:
             session_group[:] = group
-        res = sim.step(state, actions, rng_sim)
-        timings["policy_s"] += t1 - t0
-        timings["simulator_s"] += time.perf_counter() - t1
+        timings["policy_s"] += req.policy_s
+        timings["simulator_s"] += req.simulator_s
         play_time, flags = pack_video_feedback(res.feedback, res.watched)
-        steps.append(dict(local=local, obs=obs, action=actions, log_prob=log_prob, group=group, reward=res.reward,
-                          terminated=res.terminated, truncated=res.truncated, request_feedback=res.request_feedback,
-                          items=res.items, play_time=play_time, flags=flags))
-        done = res.terminated | res.truncated
+        steps.append(dict(local=local, obs=req.obs, action=req.actions, log_prob=log_prob, group=group,
+                          reward=res.reward, terminated=res.terminated, truncated=res.truncated,
+                          request_feedback=res.request_feedback, items=res.items, play_time=play_time, flags=flags))
+        done = req.ended
         ended = local[done]
-        final_obs[ended] = state.obs[done]
-        n_requests[ended] = t + 1
+        final_obs[ended] = req.state.obs[done]
+        n_requests[ended] = req.t + 1
         s_terminated[ended] = res.terminated[done]
         s_truncated[ended] = res.truncated[done]
-        if done.any():
-            state = _take(state, ~done)
-            local = local[~done]
-        t += 1
     # served order (step-major) -> session-major: a stable sort by session keeps steps in order
     cat = {k: np.concatenate([s[k] for s in steps]) for k in steps[0]}
     n = len(cat["local"])
@@ -190,14 +183,14 @@ def _collect_wave(sim: Simulator, policy, users: np.ndarray, rng_sim: np.random.
     return requests, sessions
 
 
-def collect_dataset(out: str | Path, sim_config: SimConfig, collect: CollectConfig, *, policy=None,
+def collect_dataset(out: str | Path, sim_config: SimConfig, collect: CollectConfig, policy: BehaviourPolicy, *,
                     overwrite: bool = False, progress: bool = True, timings: dict[str, float] | None = None) -> Path:
-    """Collect ``collect.n_sessions`` sessions under the behaviour policy and write them to ``out``.
+    """Collect ``collect.n_sessions`` sessions under the behaviour ``policy`` and write them to ``out``.
 
-    policy: an already built behaviour policy (an object with ``act_with_log_prob``, and
-    optionally ``set_users`` / ``group_ids`` / ``group_names`` / ``spec``); None builds
-    ``collect.policy`` with :func:`agents.behaviour.make_behaviour_policy`. The write is
-    atomic (see :class:`~mtf_env.dataset_io.DatasetWriter`). Returns the dataset directory.
+    policy: the behaviour policy (:class:`~mtf_env.policy.BehaviourPolicy`), for example
+    ``agents.behaviour.collection_policy(collect)``, which builds ``collect.policy`` with the
+    seed the cards were collected with. The write is atomic (see
+    :class:`~mtf_env.dataset_io.DatasetWriter`). Returns the dataset directory.
 
     timings: if given, filled with wall seconds: ``setup_s`` (simulator construction),
     ``policy_s``, ``simulator_s`` (request steps), ``write_s`` (Parquet encoding, compression
@@ -205,16 +198,14 @@ def collect_dataset(out: str | Path, sim_config: SimConfig, collect: CollectConf
     thread's CPU time) and ``total_s``. They are not
     stored in the dataset, whose bytes depend only on the inputs.
     """
-    from agents.behaviour import make_behaviour_policy
-
+    if not callable(getattr(policy, "act_with_log_prob", None)):
+        raise ValueError(f"collect_dataset needs a behaviour policy object with act_with_log_prob, got "
+                         f"{type(policy).__name__} (build one with agents.behaviour.collection_policy(collect))")
     out = Path(out)
-    seeds = np.random.SeedSequence(collect.seed).spawn(3)
-    rng_users, rng_sim = np.random.default_rng(seeds[0]), np.random.default_rng(seeds[1])
-    policy_seed: int | None = int(seeds[2].generate_state(1)[0])
-    if policy is None:
-        policy = make_behaviour_policy(collect.policy, seed=policy_seed, target=collect.target)
-    else:
-        policy_seed = None  # a prebuilt policy brings its own generator
+    users_seed, sim_seed, _ = collection_seeds(collect.seed)
+    rng_users, rng_sim = np.random.default_rng(users_seed), np.random.default_rng(sim_seed)
+    policy_seed = getattr(policy, "seed", None)
+    policy_seed = None if policy_seed is None else int(policy_seed)
     spec = getattr(policy, "spec", None) or getattr(policy, "name", type(policy).__name__)
     groups = list(getattr(policy, "group_names", (spec,)))
     timings = {} if timings is None else timings
@@ -257,7 +248,7 @@ def collect_dataset(out: str | Path, sim_config: SimConfig, collect: CollectConf
                                if len(groups) > 1 else "one group"),
                 "config": dataclasses.asdict(collect),
                 "seeds": {"root": int(collect.seed), "derivation": "SeedSequence(root).spawn(3) -> users, simulator, "
-                          "policy (policy seed = first word of the third stream's state; null: a prebuilt policy)",
+                          "policy (policy seed = first word of the third stream's state; null: a policy of unknown seed)",
                           "policy_seed": policy_seed},
                 "sessions": "fresh (carry=False); users drawn uniformly from the population per wave",
             },

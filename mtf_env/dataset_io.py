@@ -1,4 +1,4 @@
-"""On-disk format of logged datasets: Parquet schema, feedback packing, atomic writer, manifest.
+"""On-disk format of logged datasets: Parquet schema, feedback packing, atomic writers, manifest.
 
 A dataset is a directory::
 
@@ -207,6 +207,17 @@ def column_to_numpy(column: pa.ChunkedArray | pa.Array, out: np.ndarray | None =
 
 
 # ---------------------------------------------------------------------------- checksums & versions
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename (never half-written)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
 def sha256_file(path: Path, block: int = 1 << 23) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

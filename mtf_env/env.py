@@ -1,4 +1,10 @@
-"""Gymnasium environments ``ShortVideoMTF-v0``: the single env and the native vector env."""
+"""Gymnasium environments ``ShortVideoMTF-v0``: the single env and the native vector env.
+
+Both are views of the batched :class:`~mtf_env.core.Simulator` whose loop the agent owns:
+each ``step`` serves one request with :func:`mtf_env.drive.serve` (validate the action,
+then the simulator step), the part of the policy loop the envs share with the collector,
+the rollouts and the A/B platform.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -11,6 +17,7 @@ from gymnasium.vector.utils import batch_space
 
 from .config import SimConfig, make_config
 from .core import SessionState, Simulator, StepResult
+from .drive import serve
 from .fusion import validate_action
 from .tasks import N_TASKS
 
@@ -122,7 +129,7 @@ class ShortVideoMTFEnv(gym.Env):
         if self._state is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         state = self._state
-        result = self.sim.step(state, validate_action(action)[None], self.np_random)
+        result = serve(self.sim, state, validate_action(action)[None], self.np_random)
         info = {
             "feedback": result.feedback[0],
             "watched": result.watched[0],
@@ -175,11 +182,14 @@ class ShortVideoMTFVectorEnv(gym.vector.VectorEnv):
     def step(self, actions: np.ndarray):
         if self._state is None:
             raise gym.error.ResetNeeded("call reset() before step()")
-        actions = validate_action(actions, self.num_envs)
         state, restart = self._state, self._needs_reset
         # Rows whose session ended last step restart now instead of serving a request. When every
         # row restarts no request is served (no random draws, as in the single env's reset).
-        result = None if restart.all() else self.sim.step(state, actions, self.np_random, active=~restart)
+        if restart.all():
+            validate_action(actions, self.num_envs)
+            result = None
+        else:
+            result = serve(self.sim, state, actions, self.np_random, active=~restart)
         if result is None:
             reward, terminated, truncated = (np.zeros(self.num_envs, np.float32), np.zeros(self.num_envs, bool),
                                              np.zeros(self.num_envs, bool))

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from agents.policy import reset_policy
 from .core import Simulator
-from .fusion import validate_action
+from .drive import drive
 from .rewards import compute_reward
 from .tasks import N_TASKS
 
@@ -69,25 +68,19 @@ def rollout_sessions(sim: Simulator, policy, user_ids: np.ndarray, seed: int, ga
         rng = np.random.default_rng(np.random.SeedSequence([seed, j]))
         state = sim.empty_state(b)
         sim.start_sessions(state, np.arange(b), ids, rng)
-        reset_policy(policy, np.ones(b, bool))
-        active = np.ones(b, bool)
         discount = np.ones(b)
         fb, disc = out["feedback"][rows], out["discounted_feedback"][rows]
-        t = 0
-        while active.any():
-            action = validate_action(policy.act(state.obs.copy()), b)
-            res = sim.step(state, action, rng, active=active)
+        for served in drive(sim, state, policy, rng=rng, act_on_all_rows=True, compact="never"):
+            res = served.result
             req = res.request_feedback.astype(np.float64)
             fb += req
             disc += discount[:, None] * req
-            if t == 0:
+            if served.t == 0:
                 out["first_feedback"][rows] = req
             discount *= gamma
-            requests[rows] += active
+            requests[start + served.rows] += 1
             videos[rows] += res.watched.sum(1)
             terminated[rows] |= res.terminated
-            active &= ~(res.terminated | res.truncated)
-            t += 1
         bar.update(b)
     bar.close()
     return SessionRollout(user_ids=user_ids, requests=requests, videos=videos, terminated=terminated, gamma=gamma,

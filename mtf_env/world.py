@@ -14,6 +14,7 @@ from functools import lru_cache
 import numpy as np
 
 from .config import PROFILE_FIELDS, SimConfig
+from .numeric import sigmoid
 
 N_PROFILE_ONEHOT = sum(PROFILE_FIELDS.values())
 N_CELLS = int(np.prod(list(PROFILE_FIELDS.values())))
@@ -103,10 +104,6 @@ def profile_onehot(profile: np.ndarray) -> np.ndarray:
     return out
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 def make_catalogue(config: SimConfig, rng: np.random.Generator) -> Catalogue:
     n, t = config.n_items, config.n_topics
     topic_weight = 1.0 / np.arange(1, t + 1) ** 0.6
@@ -173,7 +170,7 @@ def make_population(config: SimConfig, rng: np.random.Generator) -> Population:
     # younger users prefer shorter videos
     pref_log_len = LOG_LEN_MEAN + 0.5 * (age - 1.5) + rng.normal(0.0, 0.3, u)
     interactivity = -0.45 * (age - 1.5) + 0.2 * (gender - 0.5) + 0.2 * (activity - 1.0) + rng.normal(0.0, 0.4, u)
-    clickbait_susc = _sigmoid(-0.6 + 0.8 * device - 0.3 * (age - 1.5) + rng.normal(0.0, 0.6, u))
+    clickbait_susc = sigmoid(-0.6 + 0.8 * device - 0.3 * (age - 1.5) + rng.normal(0.0, 0.6, u))
     boredom = np.exp(0.15 * (1.5 - age) + rng.normal(0.0, 0.3, u))
     exit_base = -0.3 * (activity - 1.0) + 0.1 * (region - 1.0) + rng.normal(0.0, 0.3, u)
     return_base = 0.5 * (activity - 1.0) + rng.normal(0.0, 0.4, u)
@@ -181,10 +178,10 @@ def make_population(config: SimConfig, rng: np.random.Generator) -> Population:
     # from the user's traits with sampling noise instead of simulating 500 plays per user.
     topic_freq = np.exp(1.2 * interest + rng.normal(0.0, 0.3, size=(u, t)))
     topic_freq /= topic_freq.sum(1, keepdims=True)
-    hist_play_frac = _sigmoid(-0.4 + 0.8 * patience + rng.normal(0.0, 0.15, u))
-    hist_skip = _sigmoid(-0.7 - 0.6 * patience + rng.normal(0.0, 0.15, u))
-    hist_like = _sigmoid(-3.6 + interactivity + rng.normal(0.0, 0.15, u))
-    hist_interact = _sigmoid(-2.7 + interactivity + rng.normal(0.0, 0.15, u))
+    hist_play_frac = sigmoid(-0.4 + 0.8 * patience + rng.normal(0.0, 0.15, u))
+    hist_skip = sigmoid(-0.7 - 0.6 * patience + rng.normal(0.0, 0.15, u))
+    hist_like = sigmoid(-3.6 + interactivity + rng.normal(0.0, 0.15, u))
+    hist_interact = sigmoid(-2.7 + interactivity + rng.normal(0.0, 0.15, u))
     hist_len = (pref_log_len + rng.normal(0.0, 0.2, u) - LOG_LEN_MEAN) / LOG_LEN_STD
     hist0 = np.concatenate(
         [topic_freq, np.stack([hist_play_frac, hist_skip, hist_like, hist_interact, hist_len], axis=1)], axis=1

@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 
+from agents.behaviour import collection_policy
 from agents.static import GaussianPolicy, StaticPolicy
 from benchmarks.ab import (ABResult, ab_test, evaluate, paired_lift, ratio_estimate, resolve_users, true_value)
 from mtf_env.config import SimConfig
@@ -188,8 +189,8 @@ def test_true_value_matches_a_naive_rollout(sim, production):
 def test_true_value_from_a_dataset_split(tmp_path, production):
     dataset = pytest.importorskip("mtf_env.dataset")
     config = SimConfig(**SMALL)
-    path = dataset.collect_dataset(tmp_path / "ds", config, dataset.CollectConfig(policy="production", n_sessions=300,
-                                                                                 n_days=1), progress=False)
+    collect = dataset.CollectConfig(policy="production", n_sessions=300, n_days=1)
+    path = dataset.collect_dataset(tmp_path / "ds", config, collect, collection_policy(collect), progress=False)
     test_ids = dataset.load_dataset(path, split="test").initial_user_ids
     assert len(test_ids) == 30
     from_path = true_value(production, path, n_rollouts=2, seed=1)

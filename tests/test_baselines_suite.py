@@ -21,10 +21,12 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory, small_config):
+    from agents.behaviour import collection_policy
     from mtf_env.dataset import CollectConfig, collect_dataset
 
     out = tmp_path_factory.mktemp("data") / "tiny"
-    collect_dataset(out, small_config, CollectConfig(policy="mixed", n_sessions=300, seed=0), progress=False)
+    collect = CollectConfig(policy="mixed", n_sessions=300, seed=0)
+    collect_dataset(out, small_config, collect, collection_policy(collect), progress=False)
     return out
 
 

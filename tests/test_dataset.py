@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from agents.behaviour import (ACTION_NOISE_STD, PRODUCTION_NOISE_STD, RANDOM_STD, MixedBehaviour,
-                              make_behaviour_policy)
+                              collection_policy, make_behaviour_policy)
+from agents.d3rlpy_adapter import dataset_to_d3rlpy
 from agents.registry import load_policy
 from agents.static import StaticPolicy
 from mtf_env.config import SimConfig
@@ -32,7 +33,8 @@ def config() -> SimConfig:
 
 @pytest.fixture(scope="module")
 def dataset_dir(tmp_path_factory, config) -> Path:
-    return collect_dataset(tmp_path_factory.mktemp("data") / "mixed", config, COLLECT, progress=False)
+    return collect_dataset(tmp_path_factory.mktemp("data") / "mixed", config, COLLECT, collection_policy(COLLECT),
+                           progress=False)
 
 
 def obs_batch(n: int, seed: int = 0) -> np.ndarray:
@@ -216,7 +218,7 @@ def test_interrupted_collection_leaves_nothing_and_partial_dirs_never_load(tmp_p
             return np.zeros((len(obs), 12), np.float32), np.zeros(len(obs), np.float32)
 
     with pytest.raises(KeyboardInterrupt):
-        collect_dataset(tmp_path / "x", config, CollectConfig(n_sessions=300, batch_size=100), policy=Failing(),
+        collect_dataset(tmp_path / "x", config, CollectConfig(n_sessions=300, batch_size=100), Failing(),
                         progress=False)
     assert list(tmp_path.iterdir()) == []
     write_random_dataset(tmp_path / "y")
@@ -268,7 +270,7 @@ def test_collected_dataset_is_consistent(dataset_dir, config):
 def test_logged_actions_replay_to_the_logged_feedback(tmp_path, config):
     """Re-simulate a collection from its seeds with the LOGGED actions: every row must match (alignment)."""
     small = CollectConfig(policy="random", n_sessions=300, seed=9, batch_size=300)
-    ds = load_dataset(collect_dataset(tmp_path / "r", config, small, progress=False), split="all")
+    ds = load_dataset(collect_dataset(tmp_path / "r", config, small, collection_policy(small), progress=False), split="all")
     users_seed, sim_seed, _ = np.random.SeedSequence(9).spawn(3)
     sim, rng = Simulator(config), np.random.default_rng(sim_seed)
     users = np.random.default_rng(users_seed).integers(0, config.n_users, 300)
@@ -313,8 +315,8 @@ def test_split_group_filter_and_reward_presets(dataset_dir):
 def test_relabelled_rewards_equal_the_simulator_rewards(tmp_path, config):
     time_config = SimConfig(**SMALL, reward="time")
     small = CollectConfig(policy="random", n_sessions=200, seed=5, batch_size=128)
-    default_dir = collect_dataset(tmp_path / "d", config, small, progress=False)
-    time_dir = collect_dataset(tmp_path / "t", time_config, small, progress=False)
+    default_dir = collect_dataset(tmp_path / "d", config, small, collection_policy(small), progress=False)
+    time_dir = collect_dataset(tmp_path / "t", time_config, small, collection_policy(small), progress=False)
     relabelled = load_dataset(default_dir, reward="time", split="all").rewards
     logged = load_dataset(time_dir, split="all").column("reward")
     assert relabelled.tobytes() == logged.tobytes()  # bit for bit
@@ -329,10 +331,10 @@ def test_same_seed_same_checksums(tmp_path, config):
     def checksums(path):
         return [(f["path"], f["sha256"]) for f in json.loads((path / "manifest.json").read_text())["files"]]
 
-    a = checksums(collect_dataset(tmp_path / "a", config, small, progress=False))
-    b = checksums(collect_dataset(tmp_path / "b", config, small, progress=False))
-    c = checksums(collect_dataset(tmp_path / "c", config, CollectConfig(**{**small.__dict__, "seed": 12}),
-                                  progress=False))
+    a = checksums(collect_dataset(tmp_path / "a", config, small, collection_policy(small), progress=False))
+    b = checksums(collect_dataset(tmp_path / "b", config, small, collection_policy(small), progress=False))
+    other = CollectConfig(**{**small.__dict__, "seed": 12})
+    c = checksums(collect_dataset(tmp_path / "c", config, other, collection_policy(other), progress=False))
     assert a == b and len(a) >= 4
     assert a != c
 
@@ -416,7 +418,7 @@ def test_d3rlpy_trains_td3_on_the_adapted_dataset(dataset_dir):
 
 def _fit_td3(dataset_dir, d3rlpy, NoopAdapterFactory, VectorEncoderFactory):
     ds = load_dataset(dataset_dir, split="train")
-    mdp = ds.to_d3rlpy()
+    mdp = dataset_to_d3rlpy(ds)
     assert mdp.transition_count == ds.n_transitions and len(mdp.episodes) == ds.n_sessions
     assert mdp.dataset_info.action_space == d3rlpy.constants.ActionSpace.CONTINUOUS
     enc = VectorEncoderFactory(hidden_units=[16])
@@ -462,6 +464,19 @@ def test_cli_collect_and_inspect(tmp_path):
     assert len(stats["action_coverage"]) == 12 and stats["action_coverage"][0]["covered_bins"] == 1.0
     assert (tmp_path / "inspect" / "actions.png").stat().st_size > 10_000
     assert main(["inspect", str(tmp_path / "nothing")]) == 2
+
+
+def test_smoke_card_reproduces_byte_for_byte(tmp_path):
+    """``mtf-bench collect --preset smoke`` writes files whose SHA-256 equal the card's, file by file."""
+    from mtf_env.config import make_config
+    from mtf_env.dataset import DATASET_PRESETS
+
+    card = json.loads((Path(__file__).resolve().parents[1] / "datasets" / "cards" / "smoke.json").read_text())
+    preset = DATASET_PRESETS["smoke"]
+    path = collect_dataset(tmp_path / "smoke", make_config(**preset.sim), preset.collect,
+                           collection_policy(preset.collect), progress=False)
+    written = {str(f.relative_to(path)): sha256_file(f) for f in sorted(path.rglob("*.parquet"))}
+    assert written == card["files_sha256"]
 
 
 def test_dataset_cards_match_the_presets():

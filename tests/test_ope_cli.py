@@ -24,10 +24,12 @@ def one_torch_thread():
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
     from mtf_env.config import SimConfig
+    from agents.behaviour import collection_policy
     from mtf_env.dataset import CollectConfig, collect_dataset
 
+    collect = CollectConfig(policy="mixed", n_sessions=400, seed=2, batch_size=400)
     return collect_dataset(tmp_path_factory.mktemp("ope_cli") / "tiny", SimConfig(n_users=2000, n_items=3000),
-                           CollectConfig(policy="mixed", n_sessions=400, seed=2, batch_size=400), progress=False)
+                           collect, collection_policy(collect), progress=False)
 
 
 def test_ope_command_writes_json_and_markdown(tiny_dataset, tmp_path, capsys):

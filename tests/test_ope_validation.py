@@ -173,11 +173,13 @@ def test_trained_members_skip_bad_runs(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
     from mtf_env.config import SimConfig
+    from agents.behaviour import collection_policy
     from mtf_env.dataset import CollectConfig, collect_dataset
 
     config = SimConfig(n_users=2000, n_items=3000)
-    return collect_dataset(tmp_path_factory.mktemp("ope_val") / "tiny", config,
-                           CollectConfig(policy="mixed", n_sessions=600, seed=1, batch_size=600), progress=False)
+    collect = CollectConfig(policy="mixed", n_sessions=600, seed=1, batch_size=600)
+    return collect_dataset(tmp_path_factory.mktemp("ope_val") / "tiny", config, collect, collection_policy(collect),
+                           progress=False)
 
 
 def test_tiny_end_to_end_harness(tiny_dataset, tmp_path):

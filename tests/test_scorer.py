@@ -9,9 +9,9 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from mtf_env.scorer import (
+from agents.ple_scorer import PLEScorer, split_train_val, train_scorer
+from mtf_env.ple import (
     PLEConfig,
-    PLEScorer,
     ScorerWeights,
     first_layer_item,
     first_layer_user,
@@ -21,8 +21,6 @@ from mtf_env.scorer import (
     predict_from_first_layer,
     predict_table,
     scorer_report,
-    split_train_val,
-    train_scorer,
     weight_shapes,
 )
 from mtf_env.tasks import N_TASKS, TASK_INDEX, TASK_NAMES
@@ -73,7 +71,7 @@ def random_weights(config: PLEConfig, seed: int) -> ScorerWeights:
         for side, d in (("u", D_U), ("v", D_V)):
             getattr(model, f"input_mean_{side}").copy_(torch.from_numpy(rng.normal(size=d).astype(np.float32)))
             getattr(model, f"input_scale_{side}").copy_(torch.from_numpy(rng.uniform(0.5, 2, d).astype(np.float32)))
-    return ScorerWeights.from_model(model)
+    return model.to_weights()
 
 
 def features(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +105,7 @@ def test_training_learns_the_generator(trained):
 
 def test_numpy_predict_of_trained_model_matches_torch(trained):
     model, _, (u, v, _, _) = trained
-    weights = ScorerWeights.from_model(model)
+    weights = model.to_weights()
     with torch.no_grad():
         expected = torch.sigmoid(model(torch.from_numpy(u[:3000]), torch.from_numpy(v[:3000]))).numpy()
     got = numpy_predict(weights, u[:3000], v[:3000])
@@ -130,7 +128,7 @@ def test_numpy_predict_of_trained_model_matches_torch(trained):
 )
 def test_numpy_predict_matches_torch_forward(config):
     weights = random_weights(config, seed=1)
-    model = weights.to_model()
+    model = PLEScorer.from_weights(weights)
     u, v = features(500, seed=2)
     with torch.no_grad():
         expected = torch.sigmoid(model(torch.from_numpy(u), torch.from_numpy(v))).numpy()
@@ -186,7 +184,7 @@ def test_inference_refuses_bad_features():
 def test_training_is_deterministic_under_seed():
     u, v, y, _ = synthetic_impressions(3_000, seed=1)
     config = replace(SMALL, epochs=2)
-    runs = [ScorerWeights.from_model(train_scorer(u, v, y, config, seed=s, show_progress=False)[0]) for s in (7, 7, 8)]
+    runs = [train_scorer(u, v, y, config, seed=s, show_progress=False)[0].to_weights() for s in (7, 7, 8)]
     for name in runs[0].arrays:
         np.testing.assert_array_equal(runs[0].arrays[name], runs[1].arrays[name], err_msg=name)
     assert not np.array_equal(runs[0].arrays["first_W_u"], runs[2].arrays["first_W_u"])

@@ -24,11 +24,12 @@ TINY = ["actor_hidden=16", "critic_hidden=16", "vae_hidden=[16]", "batch_size=32
 @pytest.fixture(scope="module")
 def dataset_dir(tmp_path_factory, small_config):
     """A tiny mixed dataset in a small world, made with the collection API."""
+    from agents.behaviour import collection_policy
     from mtf_env.dataset import CollectConfig, collect_dataset
 
     path = tmp_path_factory.mktemp("data") / "tiny"
-    collect_dataset(path, small_config, CollectConfig(policy="mixed", n_sessions=200, seed=0, n_days=1,
-                                                      batch_size=256), progress=False)
+    collect = CollectConfig(policy="mixed", n_sessions=200, seed=0, n_days=1, batch_size=256)
+    collect_dataset(path, small_config, collect, collection_policy(collect), progress=False)
     return path
 
 

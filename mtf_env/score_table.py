@@ -1,9 +1,10 @@
-"""Glue between the simulator and the multi-task scorer: training impressions and the score table.
+"""The score table: the PLE scorer's ``log(o + beta)`` for every (profile cell, video), precomputed.
 
 The scorer sees only observable features: the user's profile one-hot (so its predictions are
 per profile cell) and the video's observable features. Its ``log(o + beta)`` for every
-(profile cell, video) pair is computed once per configuration and looked up per candidate,
-which keeps scoring a candidate down to one row gather (the item side is precomputed).
+(profile cell, video) pair is computed once per configuration (numpy inference of
+:mod:`mtf_env.ple`, cached on disk) and looked up per candidate by the step kernel, which
+keeps scoring a candidate down to one row gather.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import numpy as np
 from .config import SimConfig
 from .fusion import BETA
 from .kernels import CACHE_LINE
-from .tasks import N_TASKS, PLAY_TIME_SCALE_S, TASK_INDEX
+from .ple import ScorerWeights, predict_table
+from .tasks import N_TASKS
 from .world import N_CELLS, cell_profiles, get_world, profile_onehot
 
 ASSET_DIR = Path(__file__).resolve().parent / "assets"
@@ -29,52 +31,7 @@ def cell_features() -> np.ndarray:
     return profile_onehot(cell_profiles())
 
 
-def sample_impressions(config: SimConfig, n: int, seed: int) -> dict[str, np.ndarray]:
-    """Draw ``n`` logged impressions from the ground truth for training the scorer.
-
-    Users are drawn uniformly from the population; videos as the retrieval would offer them
-    (by the user's observed topic interests or from the popular pool); the hidden session
-    state is drawn from the range sessions visit (satisfaction around 0, fatigue and topic
-    saturation from 0 upward), which the scorer cannot see. Returns ``user_features``
-    (n, 14), ``item_features`` (n, d_v), ``labels`` (n, 12) float32 with the play-time label
-    ``min(play_time_s / PLAY_TIME_SCALE_S, 1)``, plus ``cell`` and ``item`` ids.
-    """
-    from . import kernels
-    from .core import item_attributes, response_vector, trait_matrix
-
-    catalogue, population = get_world(config)
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5C0]))
-    users = rng.integers(0, population.n_users, size=n)
-    topic_freq = population.hist0[users, : config.n_topics]
-    cum = np.cumsum(topic_freq, axis=1)
-    topic = np.minimum((rng.random(n)[:, None] * cum[:, -1:] > cum).sum(1), config.n_topics - 1)
-    items = catalogue.topic_start[topic] + (rng.random(n) * catalogue.topic_count[topic]).astype(np.int64)
-    from_pool = rng.random(n) >= config.interest_share
-    items[from_pool] = catalogue.popular_pool[rng.integers(0, len(catalogue.popular_pool), from_pool.sum())]
-    satisfaction = rng.normal(0.0, 0.3, n)
-    fatigue = rng.exponential(0.4, n)
-    saturation = rng.exponential(0.15, n)
-    traits = trait_matrix(population)[users]
-    m = population.interest[users, catalogue.topic[items]] - traits[:, kernels.TR_BOREDOM] * saturation
-    feedback = np.empty((n, 12), np.float32)
-    utility = np.empty(n, np.float32)
-    kernels.respond_batch(m.astype(np.float64), items, item_attributes(catalogue), traits, satisfaction, fatigue,
-                          response_vector(config.response), rng.random((n, kernels.N_UNIFORMS)), feedback, utility)
-    labels = feedback.copy()
-    labels[:, TASK_INDEX["play_time"]] = np.minimum(feedback[:, TASK_INDEX["play_time"]] / PLAY_TIME_SCALE_S, 1.0)
-    cells = population.cell[users]
-    return {
-        "user_features": profile_onehot(population.profile[users]),
-        "item_features": catalogue.features[items],
-        "labels": labels.astype(np.float32),
-        "cell": cells,
-        "item": items,
-    }
-
-
-def _load_scorer_weights(spec: str):
-    from .scorer import ScorerWeights
-
+def _load_scorer_weights(spec: str) -> ScorerWeights:
     path = DEFAULT_SCORER if spec == "default" else Path(spec)
     if spec == "default" and not path.exists():
         raise FileNotFoundError(
@@ -97,8 +54,6 @@ def _scorer_table(spec: str, n_topics: int, n_items: int, n_users: int, n_candid
     scorer features, the cell features and beta), so a stale entry can never be read; the
     file is a plain .npy read without pickle.
     """
-    from .scorer import predict_table
-
     config = SimConfig(n_topics=n_topics, n_items=n_items, n_users=n_users, n_candidates=n_candidates,
                        popular_pool_share=popular_pool_share, world_seed=world_seed)
     catalogue, _ = get_world(config)

@@ -1,0 +1,62 @@
+"""The trainable algorithms by name, and loading a fixed policy from its spec.
+
+``ALGOS`` maps an algorithm name to its class (imported on first use); a trained run
+directory names its algorithm in ``config.json``. Fixed policy specs (no exploration noise):
+``static:NAME`` (a preset of :data:`agents.static.STATIC_PRESETS`, also the bare ``NAME``),
+a JSON file of static weights, or a trained run directory. Behaviour (exploration) specs are
+resolved on top of these by :mod:`agents.behaviour`; :func:`agents.registry.load_policy` takes both.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+from mtf_env.policy import Policy
+
+from .static import STATIC_PRESETS, StaticPolicy
+
+#: Trainable algorithms: name -> "module:Class" (imported on first use).
+ALGOS: dict[str, str] = {
+    "batchrl-mtf": "agents.batchrl_mtf:BatchRLMTF",
+    "bo": "agents.bo:BayesianOptimisation",
+    "es": "agents.es:EvolutionStrategy",
+    "sac-online": "agents.sac_online:SACOnline",
+    "td3": "agents.offline_d3rlpy:TD3Agent",
+    "uwac-td3": "agents.offline_d3rlpy:UWACTD3Agent",
+    "cql-sac": "agents.offline_d3rlpy:CQLSACAgent",
+    "bc": "agents.offline_d3rlpy:BCAgent",
+    "td3-bc": "agents.offline_d3rlpy:TD3PlusBCAgent",
+    "iql": "agents.offline_d3rlpy:IQLAgent",
+}
+
+
+def algo_class(name: str):
+    if name not in ALGOS:
+        raise ValueError(f"unknown algorithm {name!r}; choose one of {sorted(ALGOS)}")
+    module, cls = ALGOS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def load_fixed_policy(spec: str) -> Policy:
+    """Resolve a fixed policy spec (see module docstring) to a Policy; ValueError naming the spec otherwise."""
+    if spec.startswith("static:"):
+        return StaticPolicy.preset(spec.split(":", 1)[1])
+    if spec in STATIC_PRESETS:
+        return StaticPolicy.preset(spec)
+    path = Path(spec)
+    if path.is_file() and path.suffix == ".json":
+        return StaticPolicy.from_json(path)
+    if path.is_dir():
+        config_path = path / "config.json"
+        if not config_path.is_file():
+            raise ValueError(f"{path} is not a run directory (no config.json)")
+        try:
+            algo = json.loads(config_path.read_text())["algo"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"{config_path} does not name its algorithm ('algo'): {exc}") from None
+        return algo_class(algo).load(path)
+    raise ValueError(
+        f"unknown policy {spec!r}: use static:NAME ({', '.join(sorted(STATIC_PRESETS))}), random, "
+        "a JSON file of weights, or a trained run directory"
+    )
