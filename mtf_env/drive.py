@@ -41,12 +41,15 @@ COMPACT_MODES = ("always", "half", "never")
 
 
 def serve(sim: Simulator, state: SessionState, actions: np.ndarray, rng: np.random.Generator | None,
-          active: np.ndarray | None = None, uniforms: tuple[np.ndarray, np.ndarray] | None = None) -> StepResult:
-    """Validate a (B, 12) action batch (clip to the box; ValueError on NaN, shape, dtype) and serve one request.
+          active: np.ndarray | None = None, uniforms: tuple[np.ndarray, np.ndarray] | None = None,
+          single: bool = False) -> StepResult:
+    """Validate an action batch and serve one request (``rng``, ``active``, ``uniforms``: see :meth:`Simulator.step`).
 
-    The arguments after ``actions`` are those of :meth:`Simulator.step`.
+    actions: (B, 12), or (12,) with ``single=True`` (the single env, a state of one row);
+    clipped to the action box, ValueError on NaN or infinity, a wrong shape or a non-numeric dtype.
     """
-    return sim.step(state, validate_action(actions, len(state.user_id)), rng, active=active, uniforms=uniforms)
+    actions = validate_action(actions, None if single else len(state.user_id))
+    return sim.step(state, actions[None] if single else actions, rng, active=active, uniforms=uniforms)
 
 
 def take_rows(state: SessionState, keep: np.ndarray) -> SessionState:

@@ -129,7 +129,7 @@ class ShortVideoMTFEnv(gym.Env):
         if self._state is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         state = self._state
-        result = serve(self.sim, state, validate_action(action)[None], self.np_random)
+        result = serve(self.sim, state, action, self.np_random, single=True)
         info = {
             "feedback": result.feedback[0],
             "watched": result.watched[0],
