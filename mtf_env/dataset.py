@@ -32,13 +32,13 @@ from .dataset_collect import DATASET_PRESETS, CollectConfig, DatasetPreset, coll
 from .dataset_io import (SCHEMA_VERSION, DatasetError, column_to_numpy, numpy_dtype, read_manifest,
                          request_schema, session_schema, sha256_file, unpack_video_feedback)
 from .fusion import action_to_alpha
-from .rewards import reward_weights
+from .rewards import compute_reward, reward_weights
 from .tasks import N_TASKS
 from .transitions import TransitionArrays
 
 __all__ = [
     "CollectConfig", "DatasetPreset", "DATASET_PRESETS", "collect_dataset", "load_dataset", "Dataset",
-    "DatasetError", "relabel_rewards", "SCHEMA_VERSION", "SPLITS",
+    "DatasetError", "SCHEMA_VERSION", "SPLITS",
 ]
 
 SPLITS = ("train", "test", "all")
@@ -47,20 +47,6 @@ _FUSION_CHECK_ROWS = 100_000
 #: Columns whose values must be finite.
 _FLOAT_COLUMNS = ("observation", "action", "fusion_weights", "behaviour_log_prob", "reward", "request_feedback",
                   "video_play_time_s")
-
-
-def relabel_rewards(request_feedback: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Rewards (N,) float32 ``sum_i w_i v_i`` from page feedback (N, 12) and weights (12,).
-
-    Accumulates in float64 task by task, in task order, like the simulator's kernel, so the
-    result equals the reward the simulator gives under ``weights`` bit for bit.
-    """
-    fb = np.asarray(request_feedback, dtype=np.float32)
-    w = np.asarray(weights, dtype=np.float32).astype(np.float64)
-    r = np.zeros(fb.shape[0], np.float64)
-    for t in range(N_TASKS):
-        r += fb[:, t].astype(np.float64) * w[t]
-    return r.astype(np.float32)
 
 
 def _reward_spec_json(spec: Any) -> Any:
@@ -188,11 +174,11 @@ class Dataset:
     @property
     def rewards(self) -> np.ndarray:
         """(N,) float32 rewards relabelled from the raw page feedback under ``reward_weights``."""
-        return relabel_rewards(self.column("request_feedback"), self.reward_weights)
+        return compute_reward(self.column("request_feedback"), self.reward_weights)
 
     def rewards_for(self, reward: Any) -> np.ndarray:
         """(N,) float32 rewards under another reward spec (preset name, 12 weights or a mapping)."""
-        return relabel_rewards(self.column("request_feedback"), reward_weights(reward))
+        return compute_reward(self.column("request_feedback"), reward_weights(reward))
 
     @property
     def episode_starts(self) -> np.ndarray:

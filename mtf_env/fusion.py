@@ -1,4 +1,4 @@
-"""The fusion step: actions -> fusion weights -> ranking scores.
+"""The fusion step: actions -> fusion weights (the step kernel ranks candidates with them).
 
 ``f(o | alpha) = sum_i alpha_i * log(o_i + beta_i)`` over the 12 task predictions ``o``
 (order of :mod:`mtf_env.tasks`). The agent's action ``a`` lies in ``[-1, 1]^12`` and maps
@@ -63,20 +63,6 @@ def alpha_to_action(alpha: np.ndarray) -> np.ndarray:
     if np.any(alpha < ALPHA_LOW - 1e-6) or np.any(alpha > ALPHA_HIGH + 1e-6):
         raise ValueError(f"fusion weights outside [{ALPHA_LOW.tolist()}, {ALPHA_HIGH.tolist()}]")
     return (2.0 * (alpha - ALPHA_LOW) / (ALPHA_HIGH - ALPHA_LOW) - 1.0).astype(np.float32)
-
-
-def fusion_scores(log_o_beta: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Ranking scores ``sum_i alpha_i log(o_i + beta_i)``.
-
-    log_o_beta: (B, K, 12) float32, ``log(o + beta)`` of the K candidates; alpha: (B, 12).
-    Returns (B, K) float32.
-    """
-    return np.matmul(log_o_beta, alpha[:, :, None])[:, :, 0]
-
-
-def log_o_beta(predictions: np.ndarray) -> np.ndarray:
-    """``log(o + beta)`` for predictions o (..., 12) in (0, 1)."""
-    return np.log(np.asarray(predictions, dtype=np.float32) + BETA)
 
 
 PRODUCTION_ACTION = alpha_to_action(PRODUCTION_ALPHA)

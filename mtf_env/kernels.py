@@ -350,6 +350,9 @@ def _serve_row(b, cand, next_cand, next_cell, active, action, alpha_low, alpha_h
     obs[b, s_stats + 6] = skips / n_watched
     for d in range(obs.shape[1]):
         obs[b, d] = min(max(obs[b, d], obs_low[d]), obs_high[d])
+    # r = w . v inlined: this loop runs per row inside the compiled step, where calling the numpy
+    # mtf_env.rewards.compute_reward is not possible; both accumulate in float64 task by task in
+    # task order, so they agree bit for bit (tests/test_env.py checks it)
     r = 0.0
     for t in range(N_TASKS):
         r += request_fb_out[b, t] * reward_w[t]

@@ -72,6 +72,20 @@ def reward_weights(spec: str | Sequence[float] | Mapping[str, float] | np.ndarra
     return w
 
 
-def compute_reward(request_feedback: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Rewards (...,) float32 from summed page feedback (..., 12) and weights (12,)."""
-    return (np.asarray(request_feedback, dtype=np.float32) @ weights).astype(np.float32)
+def compute_reward(feedback: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Rewards ``r = sum_i w_i v_i`` (...,) float32 from feedback ``v`` (..., 12) and weights ``w`` (12,).
+
+    The one reward computation of the numpy code (relabelling logged data, session returns,
+    A/B metrics). Accumulates in float64 task by task, in task order, like the simulator's
+    step kernel, so on a request's float32 page feedback it equals the simulator's reward
+    bit for bit; ``v`` keeps its own precision (session sums are float64).
+    """
+    v = np.asarray(feedback)
+    w = np.asarray(weights, dtype=np.float32).astype(np.float64)
+    if v.shape[-1:] != (N_TASKS,) or w.shape != (N_TASKS,):
+        raise ValueError(f"feedback must end in {N_TASKS} tasks and weights have shape ({N_TASKS},), "
+                         f"got {v.shape} and {w.shape}")
+    r = np.zeros(v.shape[:-1], np.float64)
+    for t in range(N_TASKS):
+        r += v[..., t].astype(np.float64) * w[t]
+    return r.astype(np.float32)

@@ -15,11 +15,11 @@ from agents.registry import load_policy
 from agents.static import StaticPolicy
 from mtf_env.config import SimConfig
 from mtf_env.core import Simulator
-from mtf_env.dataset import CollectConfig, DatasetError, collect_dataset, load_dataset, relabel_rewards
+from mtf_env.dataset import CollectConfig, DatasetError, collect_dataset, load_dataset
 from mtf_env.dataset_io import (DatasetWriter, pack_video_feedback, request_schema, session_schema, sha256_file,
                                 unpack_video_feedback)
 from mtf_env.fusion import PRODUCTION_ACTION, action_to_alpha
-from mtf_env.rewards import REWARD_PRESETS, reward_weights
+from mtf_env.rewards import REWARD_PRESETS, compute_reward, reward_weights
 
 SMALL = dict(n_users=3000, n_items=4000)
 N_SESSIONS = 600
@@ -322,7 +322,7 @@ def test_relabelled_rewards_equal_the_simulator_rewards(tmp_path, config):
     assert relabelled.tobytes() == logged.tobytes()  # bit for bit
     assert not np.array_equal(relabelled, load_dataset(default_dir, split="all").column("reward"))
     fb = load_dataset(default_dir, split="all").column("request_feedback")
-    np.testing.assert_allclose(relabel_rewards(fb, REWARD_PRESETS["time"]), logged, rtol=0, atol=0)
+    np.testing.assert_allclose(compute_reward(fb, REWARD_PRESETS["time"]), logged, rtol=0, atol=0)
 
 
 def test_same_seed_same_checksums(tmp_path, config):

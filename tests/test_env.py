@@ -216,3 +216,19 @@ def test_large_batch_rows_equal_the_batch_of_one():
                 np.testing.assert_array_equal(getattr(state, name)[row], getattr(one, name)[0], err_msg=name)
         ended = batch.terminated | batch.truncated
         sim.start_sessions(state, ended, None, rng)
+
+
+def test_the_kernels_reward_equals_compute_reward_bit_for_bit():
+    """The step kernel's inlined ``r = w . v`` and the numpy ``compute_reward`` agree exactly, for any weights."""
+    from mtf_env.config import SimConfig
+    from mtf_env.core import Simulator
+    from mtf_env.rewards import compute_reward
+
+    rng = np.random.default_rng(5)
+    weights = rng.normal(0.0, 1.0, 12).astype(np.float32)
+    sim = Simulator(SimConfig(n_users=3000, n_items=4000, reward=weights.tolist()))
+    state = sim.empty_state(256)
+    sim.start_sessions(state, np.arange(256), None, rng)
+    for _ in range(3):
+        res = sim.step(state, rng.uniform(-1, 1, (256, 12)).astype(np.float32), rng)
+        assert res.reward.tobytes() == compute_reward(res.request_feedback, weights).tobytes()
