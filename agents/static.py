@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from mtf_env.fusion import PRODUCTION_ALPHA, alpha_to_action, validate_action
+from mtf_env.policy import check_obs_batch
 from mtf_env.tasks import N_TASKS, TASK_NAMES
-
-from .policy import check_obs_batch
 
 #: Named static weight vectors (fusion weights alpha, order of mtf_env.tasks).
 STATIC_PRESETS: dict[str, np.ndarray] = {

@@ -21,7 +21,7 @@ fixed shapes, so each row's random draws are the same whichever rows are still a
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Callable, Iterator
 
 import numpy as np
@@ -69,7 +69,8 @@ class DriveStep:
     tuple starting with them); actions: (R, 12) float32 validated actions (zero for rows not
     served); result: the simulator's :class:`StepResult` over the R rows (zero for rows not
     served); ended: (R,) bool served rows whose session ended (terminated or truncated);
-    policy_s / simulator_s: wall seconds in the policy and the simulator.
+    policy_s / simulator_s: wall seconds in the policy and the simulator; restarted: (R,) bool
+    ended rows the caller started a new session in (set through :meth:`restart`).
     """
 
     t: int
@@ -83,7 +84,7 @@ class DriveStep:
     ended: np.ndarray
     policy_s: float
     simulator_s: float
-    restarted: np.ndarray = field(default=None)  # type: ignore[assignment]
+    restarted: np.ndarray
 
     def restart(self, rows: np.ndarray) -> None:
         """Mark ended rows (state rows, index array) whose next session the caller started: they stay active."""
