@@ -1,4 +1,4 @@
-"""``mtf-bench train`` / ``quickstart`` and :func:`benchmarks.training.train_agent`: smoke runs, resume, bad input."""
+"""``mtf-bench train`` / ``quickstart`` and :func:`benchmarks.evaluation.training.train_agent`: smoke runs, resume, bad input."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +12,7 @@ import torch
 
 from agents.base import CONFIG_NAME, FitResult, write_json
 from agents.registry import ALGOS, load_policy
-from benchmarks import training
+from benchmarks.evaluation import configs, training
 from benchmarks.cli import main
 from mtf_env.config import SimConfig
 from mtf_env.tasks import N_TASKS
@@ -79,7 +79,7 @@ def test_same_seed_same_weights_and_reward_relabelling(dataset_dir, tmp_path):
     runs = {}
     for name, reward in (("a", "default"), ("b", "default"), ("c", "time")):
         runs[name] = training.train_agent("batchrl-mtf", dataset_dir, 8, 1, tmp_path / name, reward=reward,
-                                          overrides=training.parse_key_values(TINY), show_progress=False)
+                                          overrides=configs.parse_key_values(TINY), show_progress=False)
     sd = {k: r.agent.state_dict() for k, r in runs.items()}
     assert all(torch.equal(sd["a"][k], sd["b"][k]) for k in sd["a"])
     assert not all(torch.equal(sd["a"][k], sd["c"][k]) for k in sd["a"])  # other rewards, other critics
@@ -146,13 +146,13 @@ def test_existing_run_is_never_overwritten(dataset_dir, tmp_path, capsys):
 def test_config_overrides_are_typed():
     from agents.batchrl_mtf import BatchRLMTF, BatchRLMTFConfig
 
-    assert training.config_class(BatchRLMTF) is BatchRLMTFConfig
-    config = training.build_config(BatchRLMTF, training.parse_key_values(
+    assert configs.config_class(BatchRLMTF) is BatchRLMTFConfig
+    config = configs.build_config(BatchRLMTF, configs.parse_key_values(
         ["critic_hidden=64,32", "actor_hidden=8", "rho=1", "n_steps=5e2", "latent_dim=null"]))
     assert config.critic_hidden == (64, 32) and config.actor_hidden == (8,)
     assert config.rho == 1.0 and isinstance(config.rho, float) and config.n_steps == 500 and config.latent_dim is None
     with pytest.raises(ValueError, match="takes a list"):
-        training.build_config(BatchRLMTF, {"critic_hidden": "a,b"})
+        configs.build_config(BatchRLMTF, {"critic_hidden": "a,b"})
 
 
 # ------------------------------------------------------------------ online algorithms (requires_data = False)
@@ -214,13 +214,14 @@ def test_quickstart_tiny(tmp_path, capsys):
 
 # ------------------------------------------------------------------ the headline suite (tiny)
 def test_batchrl_small_suite_tiny(dataset_dir, tmp_path):
+    from benchmarks.evaluation.stats import paired_difference
     from benchmarks.suites import batchrl_small
 
-    d = batchrl_small.paired_difference(np.array([1.0, 2.0, 3.0]), np.array([0.0, 1.0, 3.0]))
+    d = paired_difference(np.array([1.0, 2.0, 3.0]), np.array([0.0, 1.0, 3.0]))
     assert d["mean"] == pytest.approx(2 / 3) and d["ci_low"] < d["mean"] < d["ci_high"] and d["n_states"] == 3
     with pytest.raises(ValueError):
-        batchrl_small.paired_difference(np.zeros(1), np.zeros(1))
-    overrides = training.parse_key_values(TINY)
+        paired_difference(np.zeros(1), np.zeros(1))
+    overrides = configs.parse_key_values(TINY)
     result = batchrl_small.run(dataset_dir, 6, 0, tmp_path / "out", tmp_path / "run", overrides, rollouts=2,
                                users=50, show_progress=False)
     assert set(result["true_value"]) == {"batchrl-mtf", "static:production"}
@@ -248,7 +249,7 @@ def test_every_registered_algorithm_has_a_buildable_config(algo):
     from agents.registry import algo_class
 
     cls = algo_class(algo)
-    config = training.build_config(cls, {})
+    config = configs.build_config(cls, {})
     assert dataclasses.is_dataclass(config)
     assert isinstance(getattr(cls, "requires_data", True), bool)
 
@@ -258,7 +259,7 @@ def test_every_registered_algorithm_trains_from_the_command_line(algo, dataset_d
     """A few steps of every algorithm through ``mtf-bench train`` (about 15 s for all of them)."""
     from agents.registry import algo_class
 
-    fields = {f.name for f in dataclasses.fields(training.config_class(algo_class(algo)))}
+    fields = {f.name for f in dataclasses.fields(configs.config_class(algo_class(algo)))}
     sets = [f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in _TINY_FIELDS.items()
             if k in fields]
     out = tmp_path / algo
