@@ -93,6 +93,27 @@ def test_suite_settings_and_refusals(tiny_dataset, tmp_path):
         run(tiny_dataset, tmp_path, algos=["bo"], overrides={"td3": {"batch_size": 8}}, show_progress=False)
 
 
+SAC_TINY = {"n_envs": 2, "net_arch": [8, 8], "batch_size": 8, "learning_starts": 2, "buffer_size": 200}
+
+
+def test_suite_resumes_sac_online(tiny_dataset, tmp_path):
+    """An unfinished sac-online run is resumed (not refused) and ends with the weights of a straight run."""
+    from agents.registry import algo_class
+
+    kwargs = dict(algos=["sac-online"], overrides={"sac-online": SAC_TINY}, rollouts=1, users=30, action_states=20,
+                  q_checkpoints=1, show_progress=False, plots=False)
+    first = run(tiny_dataset, tmp_path / "a", online_steps={"sac-online": 4}, **kwargs)
+    assert first["methods"]["sac-online"]["steps"] == 4
+    resumed = run(tiny_dataset, tmp_path / "a", online_steps={"sac-online": 8}, **kwargs)
+    straight = run(tiny_dataset, tmp_path / "b", online_steps={"sac-online": 8}, **kwargs)
+    assert resumed["methods"]["sac-online"]["reused_run"] is False
+    assert resumed["methods"]["sac-online"]["online_budget"] == straight["methods"]["sac-online"]["online_budget"]
+    want = algo_class("sac-online").load(straight["methods"]["sac-online"]["run_dir"]).state_dict()
+    got = algo_class("sac-online").load(resumed["methods"]["sac-online"]["run_dir"]).state_dict()
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+    assert resumed["methods"]["sac-online"]["true_value"] == straight["methods"]["sac-online"]["true_value"]
+
+
 def test_plots_read_result_files(tmp_path):
     (tmp_path / "q_curves.json").write_text(json.dumps({
         "td3": {"step": [10, 20, 30], "q_mean": [1.0, 50.0, 900.0], "q_policy_mean": [2.0, 80.0, 1500.0],

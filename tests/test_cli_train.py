@@ -192,6 +192,45 @@ def test_online_algorithm_trains_without_data(tmp_path, monkeypatch):
     assert json.loads((result.run_dir / "train.json").read_text())["sim_config"]["n_users"] == 1234
 
 
+@pytest.mark.parametrize("algo", ["bo", "es", "sac-online"])
+def test_online_agents_get_the_training_reward(algo):
+    """The online agents' configs have a ``reward`` field: train_agent's reward goes into it."""
+    from agents.registry import algo_class
+
+    cls = algo_class(algo)
+    config = configs.build_config(cls, configs.reward_overrides(cls, {}, "time"))
+    assert config.reward == "time"
+    weights = [0.0] * N_TASKS
+    weights[0] = 1.0
+    assert configs.build_config(cls, configs.reward_overrides(cls, {}, weights)).reward == tuple(weights)
+    # the same reward given twice is fine; a different one is refused
+    assert configs.reward_overrides(cls, {"reward": "time"}, "time") == {"reward": "time"}
+    with pytest.raises(ValueError, match="conflicts"):
+        configs.reward_overrides(cls, {"reward": "interaction"}, "time")
+    # offline agents learn from relabelled data: no reward field, nothing added
+    assert configs.reward_overrides(algo_class("batchrl-mtf"), {"rho": 0.1}, "time") == {"rho": 0.1}
+
+
+BO_TINY = ["n_users=40", "n_init=2", "n_candidates=32", "gp_restarts=0"]
+
+
+def test_train_online_with_reward_trains_on_it(tmp_path, capsys):
+    """``mtf-bench train --algo bo --reward time`` trains BO on the time reward (config.json and train.json agree)."""
+    out = tmp_path / "bo"
+    argv = ["train", "--algo", "bo", "--steps", "1", "--reward", "time", "--out", str(out), "--no-progress",
+            "--sim", "n_users=3000", "n_items=4000", "--set", *BO_TINY]
+    assert main(argv) == 0
+    saved = json.loads((out / CONFIG_NAME).read_text())
+    assert saved["config"]["reward"] == "time"
+    assert json.loads((out / "train.json").read_text())["reward"] == "time"
+    assert load_policy(str(out)).config.reward == "time"
+    conflict = tmp_path / "conflict"
+    assert main(["train", "--algo", "bo", "--steps", "1", "--reward", "time", "--out", str(conflict),
+                 "--no-progress", "--set", *BO_TINY, "reward=interaction"]) == 2
+    assert "conflicts" in capsys.readouterr().err
+    assert not conflict.exists()
+
+
 # ------------------------------------------------------------------ quickstart
 def test_quickstart_tiny(tmp_path, capsys):
     out = tmp_path / "qs"
