@@ -31,6 +31,8 @@ from mtf_env.rewards import REWARD_PRESETS
 from mtf_env.rollout import SessionRollout, rollout_sessions
 from mtf_env.tasks import POSITIVE_INTERACTIONS, TASK_INDEX
 
+from .stats import paired_difference
+
 SEGMENT_FIELD = "age_bucket"
 N_SEGMENTS = 4
 
@@ -58,10 +60,9 @@ class SegmentPolicy:
 
 
 def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    """Mean of a - b over paired sessions with its standard error and z."""
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    se = float(d.std(ddof=1) / np.sqrt(len(d)))
-    mean = float(d.mean())
+    """Mean of a - b over paired sessions (n,) with its standard error, z and the mean relative to b's, in percent."""
+    diff = paired_difference(a, b)
+    mean, se = diff["mean"], diff["se"]
     return {"effect": mean, "se": se, "z": mean / se if se > 0 else float("inf"),
             "relative_pct": 100.0 * mean / float(np.mean(b))}
 
