@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.plots import ACTIONS_FIGURE, Q_FIGURE, plot_action_distributions, plot_q_vs_true
-from benchmarks.suites.baselines import (REFERENCE, _parse_overrides, network_overrides, run, suite_algos)
+from benchmarks.suites.plots import ACTIONS_FIGURE, Q_FIGURE, plot_action_distributions, plot_q_vs_true
+from benchmarks.suites.baselines import REFERENCE, network_overrides, parse_method_overrides, run, suite_algos
 
 TINY = {
     "bo": {"n_users": 40, "n_init": 2, "n_candidates": 32, "gp_restarts": 0},
@@ -57,7 +57,7 @@ def test_suite_end_to_end_and_reuse(tiny_dataset, tmp_path):
     assert curves["td3"]["q_initial_states_step"] == [2, 4] and set(curves) == {"td3"}
     assert curves["td3"]["q_initial_states"][-1] == q["q_policy_at_initial_states"]
     from agents.registry import algo_class
-    from benchmarks.training import make_agent
+    from benchmarks.evaluation.training import make_agent
     from mtf_env.dataset import load_dataset
 
     straight = make_agent("td3", {"hidden_units": (8, 8), "batch_size": 16})
@@ -87,12 +87,33 @@ def test_suite_settings_and_refusals(tiny_dataset, tmp_path):
     assert network_overrides("td3", (64, 64), (128, 128)) == {"hidden_units": (64, 64)}
     assert network_overrides("batchrl-mtf", (64, 64), (128, 128)) == {
         "actor_hidden": (64, 64), "critic_hidden": (64, 64), "vae_hidden": (128, 128)}
-    assert _parse_overrides(["bo:n_users=500", "bo:kappa=1.5", "es:hidden=[8]"]) == {
+    assert parse_method_overrides(["bo:n_users=500", "bo:kappa=1.5", "es:hidden=[8]"]) == {
         "bo": {"n_users": 500, "kappa": 1.5}, "es": {"hidden": [8]}}
     with pytest.raises(ValueError, match="ALGO:KEY=VALUE"):
-        _parse_overrides(["n_users=500"])
+        parse_method_overrides(["n_users=500"])
     with pytest.raises(ValueError, match="not in this run"):
         run(tiny_dataset, tmp_path, algos=["bo"], overrides={"td3": {"batch_size": 8}}, show_progress=False)
+
+
+SAC_TINY = {"n_envs": 2, "net_arch": [8, 8], "batch_size": 8, "learning_starts": 2, "buffer_size": 200}
+
+
+def test_suite_resumes_sac_online(tiny_dataset, tmp_path):
+    """An unfinished sac-online run is resumed (not refused) and ends with the weights of a straight run."""
+    from agents.registry import algo_class
+
+    kwargs = dict(algos=["sac-online"], overrides={"sac-online": SAC_TINY}, rollouts=1, users=30, action_states=20,
+                  q_checkpoints=1, show_progress=False, plots=False)
+    first = run(tiny_dataset, tmp_path / "a", online_steps={"sac-online": 4}, **kwargs)
+    assert first["methods"]["sac-online"]["steps"] == 4
+    resumed = run(tiny_dataset, tmp_path / "a", online_steps={"sac-online": 8}, **kwargs)
+    straight = run(tiny_dataset, tmp_path / "b", online_steps={"sac-online": 8}, **kwargs)
+    assert resumed["methods"]["sac-online"]["reused_run"] is False
+    assert resumed["methods"]["sac-online"]["online_budget"] == straight["methods"]["sac-online"]["online_budget"]
+    want = algo_class("sac-online").load(straight["methods"]["sac-online"]["run_dir"]).state_dict()
+    got = algo_class("sac-online").load(resumed["methods"]["sac-online"]["run_dir"]).state_dict()
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+    assert resumed["methods"]["sac-online"]["true_value"] == straight["methods"]["sac-online"]["true_value"]
 
 
 def test_plots_read_result_files(tmp_path):

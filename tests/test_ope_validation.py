@@ -1,4 +1,4 @@
-"""Tests of the estimator-validation harness (benchmarks/suites/ope_validation.py) and the policy zoo.
+"""Tests of the estimator-validation harness (benchmarks/suites/ope_validation.py), its metrics and the policy zoo.
 
 Metric functions are checked on hand-made cases with answers worked out by hand; the zoo on
 determinism and the OOD measure; the harness end to end on a tiny collected dataset.
@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from agents.static import StaticPolicy
-from benchmarks import policy_zoo as zoo
+from benchmarks.evaluation import policy_zoo as zoo
+from benchmarks.cli import main
+from benchmarks.evaluation import stats
 from benchmarks.suites import ope_validation as ov
 
 
@@ -23,60 +25,60 @@ from benchmarks.suites import ope_validation as ov
 def test_rank_correlations_on_one_swap():
     truth, est = [1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 4.0, 3.0]
     # Spearman: 1 - 6 * sum d^2 / (n (n^2 - 1)) = 1 - 6 * 2 / 60
-    assert ov.spearman(truth, est) == pytest.approx(0.8)
+    assert stats.spearman(truth, est) == pytest.approx(0.8)
     # Kendall: 5 concordant, 1 discordant pair of 6
-    assert ov.kendall(truth, est) == pytest.approx(4 / 6)
-    assert ov.spearman(truth, truth) == pytest.approx(1.0)
-    assert ov.spearman(truth, truth[::-1]) == pytest.approx(-1.0)
-    assert ov.kendall(truth, truth[::-1]) == pytest.approx(-1.0)
-    assert np.isnan(ov.spearman(truth, [2.0, 2.0, 2.0, 2.0]))  # constant estimate: undefined
+    assert stats.kendall(truth, est) == pytest.approx(4 / 6)
+    assert stats.spearman(truth, truth) == pytest.approx(1.0)
+    assert stats.spearman(truth, truth[::-1]) == pytest.approx(-1.0)
+    assert stats.kendall(truth, truth[::-1]) == pytest.approx(-1.0)
+    assert np.isnan(stats.spearman(truth, [2.0, 2.0, 2.0, 2.0]))  # constant estimate: undefined
 
 
 def test_regret_at_k():
     truth, est = [1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 4.0, 3.0]
     # the estimator's best is truth 3: (4 - 3) / (4 - 1)
-    assert ov.regret_at_k(truth, est, 1) == pytest.approx(1 / 3)
-    assert ov.regret_at_k(truth, est, 2) == 0.0  # the truly best is second
-    assert ov.regret_at_k(truth, truth[::-1], 1) == pytest.approx(1.0)  # picks the worst
-    assert ov.regret_at_k(truth, truth[::-1], 3) == pytest.approx(1 / 3)  # best of {1, 2, 3}... is 3
-    assert ov.regret_at_k(truth, est, 10) == 0.0  # k beyond the zoo: everything is picked
+    assert stats.regret_at_k(truth, est, 1) == pytest.approx(1 / 3)
+    assert stats.regret_at_k(truth, est, 2) == 0.0  # the truly best is second
+    assert stats.regret_at_k(truth, truth[::-1], 1) == pytest.approx(1.0)  # picks the worst
+    assert stats.regret_at_k(truth, truth[::-1], 3) == pytest.approx(1 / 3)  # best of {1, 2, 3}... is 3
+    assert stats.regret_at_k(truth, est, 10) == 0.0  # k beyond the zoo: everything is picked
     # ties in the estimate are broken by zoo order
-    assert ov.regret_at_k([4.0, 1.0, 2.0], [0.0, 5.0, 5.0], 1) == pytest.approx(1.0)
+    assert stats.regret_at_k([4.0, 1.0, 2.0], [0.0, 5.0, 5.0], 1) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="k must"):
-        ov.regret_at_k(truth, est, 0)
+        stats.regret_at_k(truth, est, 0)
 
 
 def test_nmae_share_below_and_slack():
     truth, est = [0.0, 1.0, 2.0, 4.0], [1.0, 1.0, 2.0, 2.0]
     # |errors| 1, 0, 0, 2 -> mean 0.75, range 4
-    assert ov.normalised_mae(truth, est) == pytest.approx(0.1875)
-    assert ov.share_below(truth, est) == pytest.approx(0.25)  # only the last is strictly below
+    assert stats.normalised_mae(truth, est) == pytest.approx(0.1875)
+    assert stats.share_below(truth, est) == pytest.approx(0.25)  # only the last is strictly below
     # slack (truth - est) / 4 = -0.25, 0, 0, 0.5 -> median 0
-    assert ov.median_normalised_slack(truth, est, 4.0) == pytest.approx(0.0)
-    assert ov.median_normalised_slack([4.0, 4.0, 0.0], [3.0, 2.0, 0.0], 4.0) == pytest.approx(0.25)
-    assert np.isnan(ov.share_below([], []))
-    assert np.isnan(ov.median_normalised_slack([], [], 1.0))
+    assert stats.median_normalised_slack(truth, est, 4.0) == pytest.approx(0.0)
+    assert stats.median_normalised_slack([4.0, 4.0, 0.0], [3.0, 2.0, 0.0], 4.0) == pytest.approx(0.25)
+    assert np.isnan(stats.share_below([], []))
+    assert np.isnan(stats.median_normalised_slack([], [], 1.0))
 
 
 def test_metric_input_errors():
     with pytest.raises(ValueError, match="same length"):
-        ov.spearman([1.0, 2.0], [1.0, 2.0, 3.0])
+        stats.spearman([1.0, 2.0], [1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="all true values are equal"):
-        ov.normalised_mae([1.0, 1.0], [0.0, 2.0])
+        stats.normalised_mae([1.0, 1.0], [0.0, 2.0])
     with pytest.raises(ValueError, match="finite"):
-        ov.spearman([1.0, np.nan], [1.0, 2.0])
+        stats.spearman([1.0, np.nan], [1.0, 2.0])
 
 
 def test_estimator_metrics_and_targets():
     truth = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
     ood = np.array([False, False, True, True, True])
-    perfect = ov.estimator_metrics(truth, truth, ood, n_bootstrap=200, seed=1)
+    perfect = stats.estimator_metrics(truth, truth, ood, n_bootstrap=200, seed=1)
     assert perfect["spearman"] == pytest.approx(1.0) and perfect["kendall"] == pytest.approx(1.0)
     assert perfect["spearman_ci"] == [pytest.approx(1.0), pytest.approx(1.0)]
     assert perfect["regret_at_1"] == 0.0 and perfect["nmae"] == 0.0 and perfect["share_below"] == 0.0
     # pessimistic by 0.4 on the OOD-heavy ones: below truth, slack 0.1 of the range
     pessimistic = truth - 0.4 * ood
-    m = ov.estimator_metrics(truth, pessimistic, ood, n_bootstrap=200, seed=1)
+    m = stats.estimator_metrics(truth, pessimistic, ood, n_bootstrap=200, seed=1)
     assert m["share_below_ood"] == 1.0 and m["share_below_in_distribution"] == 0.0
     assert m["median_slack_ood"] == pytest.approx(0.1)
     assert m["share_below"] == pytest.approx(0.6)
@@ -86,7 +88,7 @@ def test_estimator_metrics_and_targets():
     targets = ov.check_targets(m)
     assert all(t["met"] for t in targets.values())
     # reversed ranking misses the rank targets
-    bad = ov.check_targets(ov.estimator_metrics(truth, -truth, ood, n_bootstrap=50, seed=1))
+    bad = ov.check_targets(stats.estimator_metrics(truth, -truth, ood, n_bootstrap=50, seed=1))
     assert not bad["spearman"]["met"] and not bad["regret_at_1"]["met"]
 
 
@@ -94,10 +96,10 @@ def test_bootstrap_ci_is_seeded_and_covers():
     rng = np.random.default_rng(0)
     truth = rng.normal(size=30)
     est = truth + 0.5 * rng.normal(size=30)
-    a = ov.bootstrap_ci(truth, est, ov.spearman, 300, 0.9, seed=4)
-    b = ov.bootstrap_ci(truth, est, ov.spearman, 300, 0.9, seed=4)
+    a = stats.bootstrap_ci(truth, est, stats.spearman, 300, 0.9, seed=4)
+    b = stats.bootstrap_ci(truth, est, stats.spearman, 300, 0.9, seed=4)
     assert a == b
-    assert a[0] < ov.spearman(truth, est) < a[1]
+    assert a[0] < stats.spearman(truth, est) < a[1]
 
 
 # ----------------------------------------------------------------------------------------- zoo
@@ -205,7 +207,7 @@ def test_tiny_end_to_end_harness(tiny_dataset, tmp_path):
     assert saved["metrics"]["fqe"]["spearman"] == pytest.approx(result["metrics"]["fqe"]["spearman"])
     # the report is redrawn from the files alone
     (out / "result.md").unlink()
-    assert ov.main(["--out", str(out), "--report-only"]) == 0
+    assert main(["suite", "ope-validation", "--out", str(out), "--report-only"]) == 0
     assert (out / "result.md").read_text().startswith("# Conservative-OPEstimator validation")
     # the alpha_c = 0 sweep point is the plain FQE fit, reused
     fqe = [p["estimates"]["fqe"]["value"] for p in result["policies"]]

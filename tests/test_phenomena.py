@@ -6,7 +6,7 @@ outcome is hard-coded. Phenomenon 6 is measured and reported by ``mtf-bench diag
 """
 import pytest
 
-from benchmarks.diagnose import diagnose
+from benchmarks.evaluation.diagnose import diagnose
 
 Z = 3.0  # margin in standard errors
 

@@ -1,22 +1,22 @@
-"""Issue 6's comparison: every registered method on one logged dataset, judged in the simulator.
+"""The baselines suite: every registered method on one logged dataset, judged in the simulator.
 
 ::
 
     mtf-bench collect --preset small --out datasets/small
-    python -m benchmarks.suites.baselines --data datasets/small --steps 2000 --out results/baselines
+    mtf-bench suite baselines --data datasets/small --steps 2000 --out results/baselines
 
 What it does (each step writes files; the figures are drawn from those files by
-:mod:`benchmarks.plots`, never by re-running training):
+:mod:`benchmarks.suites.plots`, never by re-running training):
 
 1. **Train** every algorithm of :data:`agents.registry.ALGOS` (or ``--algos``) with
-   :func:`benchmarks.training.train_agent` into ``OUT/runs/<algo>__<dataset>__<seed>``:
+   :func:`benchmarks.evaluation.training.train_agent` into ``OUT/runs/<algo>__<dataset>__<seed>``:
    offline methods on the dataset's *train* split (rewards relabelled with ``--reward``,
    discount 0.95 for all), online ones (``bo``, ``es``, ``sac-online``) in the dataset's own
    world (its ``SimConfig``), with no data. A finished run (its ``train.json`` has the
-   requested steps) is loaded instead of retrained; an unfinished one is resumed (except
-   ``sac-online``, which cannot resume).
+   requested steps) is loaded instead of retrained; an unfinished one is resumed (every
+   agent resumes exactly, ``sac-online`` included).
 2. **True value** of every method and of ``static:production`` (the target of the data's
-   action-noise half): :func:`benchmarks.ab.true_value`, the expected discounted session
+   action-noise half): :func:`benchmarks.evaluation.true_value.true_value`, the expected discounted session
    return from the *test* split's initial states (held-out users, fresh sessions),
    ``--rollouts`` sessions each, with the same seed for every method (common random numbers).
 3. **Q estimates** of the offline critics (the paper's Figure 5). Each critic is trained in
@@ -30,7 +30,7 @@ What it does (each step writes files; the figures are drawn from those files by
    ``train/q_policy_mean`` (Q at the policy's own actions) -- averages over *all* states of the
    data, later requests of a session included, so they sit below a value from initial states.
    An estimate far above the true value is the extrapolation error the paper shows for TD3.
-4. **Online A/B test** (:func:`benchmarks.ab.ab_test`): ``--users`` users x ``--days`` days of
+4. **Online A/B test** (:func:`benchmarks.evaluation.ab.ab_test`): ``--users`` users x ``--days`` days of
    the day model, BO as the control as in the paper's Table 1, paired lifts of ADTime and
    UPIRate (and the session returns) with 95% CIs, every method and production as treatments.
 5. **Action distributions** (the paper's Figure 6): every method's actions on ``--action-states``
@@ -51,7 +51,6 @@ Writes into ``OUT``: ``results.json`` and ``results.md`` (the table), ``ab.json`
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
@@ -59,7 +58,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -106,7 +105,7 @@ def is_online(algo: str) -> bool:
 def network_overrides(algo: str, hidden: Sequence[int], vae_hidden: Sequence[int]) -> dict[str, Any]:
     """The suite's network widths for an offline method's config (nothing for online methods)."""
     from agents.registry import algo_class
-    from benchmarks.training import config_class
+    from benchmarks.evaluation.configs import config_class
 
     if is_online(algo):
         return {}
@@ -166,7 +165,7 @@ def train_method(algo: str, data_dir: Path, data, steps: int, seed: int, run_dir
                  overrides: Mapping[str, Any], show_progress: bool) -> tuple[Any, dict[str, Any]]:
     """Train (or load a finished run of) one method; returns the agent and its training record."""
     from agents.registry import algo_class
-    from benchmarks.training import TRAIN_LOG_NAME, train_agent
+    from benchmarks.evaluation.training import TRAIN_LOG_NAME, train_agent
 
     log_path = run_dir / TRAIN_LOG_NAME
     reused = log_path.is_file() and _steps_done(run_dir) == int(steps)
@@ -174,9 +173,6 @@ def train_method(algo: str, data_dir: Path, data, steps: int, seed: int, run_dir
         agent = algo_class(algo).load(run_dir)
     else:
         resume = run_dir.is_dir() and any(run_dir.iterdir())
-        if resume and algo == "sac-online":
-            raise ValueError(f"{run_dir} holds an unfinished or different sac-online run, which cannot resume; "
-                             "remove it or choose another --out")
         online = is_online(algo)
         agent = train_agent(algo, data_dir, int(steps), int(seed), run_dir, resume=resume, reward=reward,
                             overrides=dict(overrides), show_progress=show_progress, data=None if online else data,
@@ -190,7 +186,7 @@ def train_method(algo: str, data_dir: Path, data, steps: int, seed: int, run_dir
 
 def _steps_done(run_dir: Path) -> int:
     """Steps of the last finished training call of a run (0 if none)."""
-    from benchmarks.training import TRAIN_LOG_NAME
+    from benchmarks.evaluation.training import TRAIN_LOG_NAME
 
     path = Path(run_dir) / TRAIN_LOG_NAME
     return int(json.loads(path.read_text()).get("steps", 0)) if path.is_file() else 0
@@ -236,12 +232,14 @@ def run(data: str | Path, out: str | Path, steps: int = 2000, seed: int = 0, alg
         online_steps: Mapping[str, int] | None = None, hidden: Sequence[int] = DEFAULT_HIDDEN,
         vae_hidden: Sequence[int] = DEFAULT_VAE_HIDDEN, overrides: Mapping[str, Mapping[str, Any]] | None = None,
         rollouts: int = 2, users: int = 10_000, days: int = 1, action_states: int = 2000, q_checkpoints: int = 10,
-        reward: str = "default", gamma: float = 0.95, show_progress: bool = True, plots: bool = True) -> dict[str, Any]:
+        reward: str = "default", gamma: float = 0.95, show_progress: bool = True, plots: bool = True,
+        log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train -> true values -> Q estimates -> A/B test -> actions (see the module docstring); returns results.json's dict.
 
     overrides: per algorithm, config overrides applied after the suite's network widths
     (``{"bo": {"n_users": 500}}``); online_steps: per online algorithm, its ``n_steps``
-    (default :data:`ONLINE_STEPS`, falling back to ``steps``).
+    (default :data:`ONLINE_STEPS`, falling back to ``steps``); log: called with a line of text
+    at each phase (None: silent).
     """
     import torch
 
@@ -250,7 +248,8 @@ def run(data: str | Path, out: str | Path, steps: int = 2000, seed: int = 0, alg
     from mtf_env.core import Simulator
     from mtf_env.dataset import load_dataset
 
-    from ..ab import ab_test, true_value
+    from benchmarks.evaluation.ab import ab_test
+    from benchmarks.evaluation.true_value import true_value
 
     data, out = Path(data), Path(out)
     names = suite_algos(algos)
@@ -265,7 +264,7 @@ def run(data: str | Path, out: str | Path, steps: int = 2000, seed: int = 0, alg
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     seconds: dict[str, float] = {}
     out.mkdir(parents=True, exist_ok=True)
-    say = (lambda text: print(f"[baselines] {text}", flush=True)) if show_progress else (lambda text: None)
+    say = log if log is not None else (lambda text: None)
 
     # ---- 1. train (offline critics in chunks, with their value estimate at the test initial states)
     test = load_dataset(data, reward=reward, split="test", verify_checksums=False, validate="structure")
@@ -376,7 +375,7 @@ def run(data: str | Path, out: str | Path, steps: int = 2000, seed: int = 0, alg
     write_json(out / "results.json", result)
     (out / "results.md").write_text(to_markdown(result))
     if plots:
-        from ..plots import plot_action_distributions, plot_q_vs_true
+        from .plots import plot_action_distributions, plot_q_vs_true
 
         plot_q_vs_true(out)
         plot_action_distributions(out)
@@ -430,9 +429,9 @@ def to_markdown(result: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``["bo:n_users=500", ...]`` -> ``{"bo": {"n_users": 500}}``."""
-    from ..training import parse_key_values
+def parse_method_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``["bo:n_users=500", ...]`` -> ``{"bo": {"n_users": 500}}``; ValueError for an item without ``ALGO:``."""
+    from benchmarks.evaluation.configs import parse_key_values
 
     out: dict[str, dict[str, Any]] = {}
     for item in items:
@@ -441,45 +440,3 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
             raise ValueError(f"--set expects ALGO:KEY=VALUE, got {item!r}")
         out.setdefault(algo, {}).update(parse_key_values([rest]))
     return out
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from ..training import parse_widths
-
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=Path("datasets/small"), help="logged dataset (train/test splits)")
-    p.add_argument("--out", type=Path, default=Path("results/baselines"), help="results (and runs/) directory")
-    p.add_argument("--steps", type=int, default=2000, help="gradient steps of every offline method (paper: 300,000)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--algos", nargs="+", help="methods to run (default: every registered algorithm)")
-    p.add_argument("--bo-steps", type=int, default=ONLINE_STEPS["bo"], help="BO online rounds")
-    p.add_argument("--es-steps", type=int, default=ONLINE_STEPS["es"], help="ES iterations")
-    p.add_argument("--sac-steps", type=int, default=ONLINE_STEPS["sac-online"], help="online SAC env steps")
-    p.add_argument("--hidden", type=parse_widths, default=DEFAULT_HIDDEN, help="offline networks' widths, e.g. 400,300")
-    p.add_argument("--vae-hidden", type=parse_widths, default=DEFAULT_VAE_HIDDEN, help="BatchRL-MTF's VAE widths")
-    p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="ALGO:KEY=VALUE",
-                   help="config override of one method, e.g. bo:n_users=500")
-    p.add_argument("--rollouts", type=int, default=2, help="sessions per test initial state (true value)")
-    p.add_argument("--users", type=int, default=10_000, help="users per A/B arm")
-    p.add_argument("--days", type=int, default=1, help="days per user in the A/B test")
-    p.add_argument("--action-states", type=int, default=2000, help="test-split states of the action figure")
-    p.add_argument("--q-checkpoints", type=int, default=10,
-                   help="training chunks of each offline critic, each followed by its Q(s0, pi(s0)) estimate")
-    p.add_argument("--reward", default="default", help="training and evaluation reward preset")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared 2-core machine)")
-    p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(args.threads)
-    online = {"bo": args.bo_steps, "es": args.es_steps, "sac-online": args.sac_steps}
-    run(args.data, args.out, steps=args.steps, seed=args.seed, algos=args.algos, online_steps=online,
-        hidden=args.hidden, vae_hidden=args.vae_hidden, overrides=_parse_overrides(args.overrides),
-        rollouts=args.rollouts, users=args.users, days=args.days, action_states=args.action_states,
-        q_checkpoints=args.q_checkpoints, reward=args.reward, show_progress=not args.no_progress)
-    print((Path(args.out) / "results.md").read_text())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

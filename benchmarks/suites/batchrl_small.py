@@ -1,27 +1,28 @@
-"""Issue 5's headline: BatchRL-MTF trained on the ``small`` mixed dataset against the production weights.
+"""The BatchRL-MTF suite: BatchRL-MTF trained on the ``small`` mixed dataset against the production weights.
 
 ::
 
     mtf-bench collect --preset small --out datasets/small          # 50k sessions, mixed exploration
-    python -m benchmarks.suites.batchrl_small --data datasets/small --steps 20000 --seed 0 \\
+    mtf-bench suite batchrl-small --data datasets/small --steps 20000 --seed 0 \\
         --out results/batchrl_small
 
 Three steps, each writing files (results are never recomputed by reports):
 
-1. **Train** BatchRL-MTF with :func:`benchmarks.training.train_agent` into ``--run`` (default
+1. **Train** BatchRL-MTF with :func:`benchmarks.evaluation.training.train_agent` into ``--run`` (default
    ``runs/batchrl-mtf__small__SEED``) with the reduced :data:`SMALL_PRESET` networks (the
    paper's 400-300 / 750-750 networks do about 4-5 gradient steps per second on a shared
    2-core machine; these are several times faster). The run resumes if it exists, so an
    interrupted suite continues where it stopped and a finished run is not retrained.
-2. **True value** (:func:`benchmarks.ab.true_value`): the expected discounted session return
+2. **True value** (:func:`benchmarks.evaluation.true_value.true_value`): the expected discounted session return
    (gamma 0.95, the training reward) from the initial states of the dataset's *test* split
    (its held-out users, fresh sessions), ``--rollouts`` sessions per state, for the agent and
    for ``static:production`` (the target of the data's action-noise half) with the **same seed
    and the same users**, so row ``i`` of both runs uses the same random numbers (common random
    numbers). The difference is paired per initial state: ``d_s = mean_k G_agent(s, k) -
    mean_k G_production(s, k)``; its standard error is ``sd(d_s) / sqrt(n_states)`` (it treats
-   the test users as a sample of the user population) and the 95% CI is ``mean(d) +- 1.96 se``.
-3. **Online A/B test** (:func:`benchmarks.ab.ab_test`): ``--users`` users x ``--days`` day(s)
+   the test users as a sample of the user population) and the 95% CI is ``mean(d) +- 1.96 se``
+   (:func:`benchmarks.evaluation.stats.paired_difference`).
+3. **Online A/B test** (:func:`benchmarks.evaluation.ab.ab_test`): ``--users`` users x ``--days`` day(s)
    of the day model, production as control, paired lifts of ADTime, UPIRate and the session
    returns with 95% CIs.
 
@@ -30,31 +31,15 @@ lifts), ``OUT/result.md`` (the tables) and ``OUT/ab.json`` / ``OUT/ab.md``.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import numpy as np
 
 #: BatchRL-MTF overrides of this suite: the paper's hyperparameters except narrower networks.
 SMALL_PRESET: dict[str, Any] = {"actor_hidden": (64, 64), "critic_hidden": (64, 64), "vae_hidden": (128, 128)}
-#: z of a two-sided 95% normal interval.
-Z95 = 1.959963984540054
-
-
-def paired_difference(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    """Mean of ``a - b`` over paired rows (n,) with its standard error and 95% CI."""
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    if d.ndim != 1 or d.size < 2:
-        raise ValueError(f"need two (n,) arrays with n >= 2, got shape {d.shape}")
-    mean, se = float(d.mean()), float(d.std(ddof=1) / math.sqrt(d.size))
-    return {"mean": mean, "se": se, "ci_low": mean - Z95 * se, "ci_high": mean + Z95 * se,
-            "p_value": math.erfc(abs(mean) / se / math.sqrt(2.0)) if se > 0 else float(mean == 0),
-            "n_states": int(d.size)}
 
 
 def run(data: str | Path, steps: int, seed: int, out: str | Path, run_dir: str | Path | None = None,
@@ -68,8 +53,10 @@ def run(data: str | Path, steps: int, seed: int, out: str | Path, run_dir: str |
     from mtf_env.core import Simulator
     from mtf_env.dataset import load_dataset
 
-    from ..ab import ab_test, true_value
-    from ..training import default_run_dir, train_agent
+    from benchmarks.evaluation.ab import ab_test
+    from benchmarks.evaluation.stats import paired_difference
+    from benchmarks.evaluation.training import default_run_dir, train_agent
+    from benchmarks.evaluation.true_value import true_value
 
     data, out = Path(data), Path(out)
     overrides = dict(SMALL_PRESET if overrides is None else overrides)
@@ -144,38 +131,3 @@ def to_markdown(result: dict[str, Any], ab_markdown: str) -> str:
                   f"{'the CI excludes zero' if d['ci_low'] > 0 or d['ci_high'] < 0 else 'the CI includes zero'}.",
               "", ab_markdown]
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from ..training import parse_key_values
-
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=Path("datasets/small"), help="logged dataset (train/test splits)")
-    p.add_argument("--steps", type=int, default=20_000, help="gradient steps (the paper: 300,000)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("results/batchrl_small"))
-    p.add_argument("--run", type=Path, help="run directory (default runs/batchrl-mtf__DATASET__SEED); resumed")
-    p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=None, metavar="KEY=VALUE",
-                   help=f"BatchRL-MTF config overrides replacing the suite's preset {SMALL_PRESET}")
-    p.add_argument("--rollouts", type=int, default=4, help="sessions per test initial state (true value)")
-    p.add_argument("--users", type=int, default=10_000, help="users per A/B arm")
-    p.add_argument("--days", type=int, default=1, help="days per user in the A/B test")
-    p.add_argument("--reward", default="default", help="training and evaluation reward preset")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared 2-core machine)")
-    p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(args.threads)
-    overrides = parse_key_values(args.overrides) if args.overrides is not None else None
-    result = run(args.data, args.steps, args.seed, args.out, args.run, overrides, args.rollouts, args.users,
-                 args.days, args.reward, show_progress=not args.no_progress)
-    print((Path(args.out) / "result.md").read_text())
-    d = result["true_value_difference"]
-    print(f"beats production: {result['beats_production']} (difference {d['mean']:+.4f}, "
-          f"CI [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]); seconds {result['seconds']}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

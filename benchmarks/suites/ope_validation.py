@@ -1,9 +1,9 @@
-"""Issue 7's validation harness: the Conservative-OPEstimator judged against the simulator's true values.
+"""The OPE validation suite: the Conservative-OPEstimator judged against the simulator's true values.
 
 ::
 
     mtf-bench collect --preset small --out datasets/small      # if absent
-    python -m benchmarks.suites.ope_validation --data datasets/small --out results/ope_validation
+    mtf-bench suite ope-validation --data datasets/small --out results/ope_validation
 
 What it does (every step writes files; a rerun with the same settings reuses finished fits):
 
@@ -11,14 +11,14 @@ What it does (every step writes files; a rerun with the same settings reuses fin
    rewards relabelled with the default reward, and ``n_initial`` of its session-start states
    (all 5,000 of ``small``). A fresh session of the logged user starts in exactly the logged
    state; the harness checks that on the simulator (``initial_state_max_abs_diff``).
-2. **Zoo** (:mod:`benchmarks.policy_zoo`): presets, seeded random statics, per-state hash-noise
+2. **Zoo** (:mod:`benchmarks.evaluation.policy_zoo`): presets, seeded random statics, per-state hash-noise
    variants, degraded and corner statics, every loadable deterministic run under the ``--runs``
    directories (default :data:`DEFAULT_RUN_ROOTS`: ``runs/`` and the runs of the baselines
    suite), and a quickly trained **unconstrained TD3** (small networks, a few thousand steps on
    the *train* split, :class:`agents.offline_d3rlpy.TD3Agent`) when they hold no ``td3`` run.
    Each member gets its **OOD distance** (mean distance of its actions on the test states to the
-   nearest logged action) and is *OOD-heavy* above :func:`benchmarks.policy_zoo.ood_threshold`.
-3. **Truth** (:func:`benchmarks.ab.true_value`): the expected discounted session return (gamma
+   nearest logged action) and is *OOD-heavy* above :func:`benchmarks.evaluation.policy_zoo.ood_threshold`.
+3. **Truth** (:func:`benchmarks.evaluation.true_value.true_value`): the expected discounted session return (gamma
    0.95) from the same initial states (the split's users), ``n_rollouts`` sessions each, the
    same seed for every policy (common random numbers, so differences between policies carry
    less noise than the values).
@@ -30,7 +30,7 @@ What it does (every step writes files; a rerun with the same settings reuses fin
    normalised mean absolute error, the share of estimates below the truth (all / OOD-heavy),
    the median normalised slack ``(truth - estimate) / range``; normalisation divides by the
    range ``max - min`` of the zoo's true values. The sweep reports the mean signed error
-   ``estimate - truth`` (raw and normalised) per alpha_c.
+   ``estimate - truth`` (raw and normalised) per alpha_c (:mod:`benchmarks.evaluation.stats`).
 6. **Files**: ``OUT/result.json``, ``OUT/result.md``, ``OUT/scatter.png`` (estimate against
    truth, one panel per estimator, OOD-heavy marked), ``OUT/alpha_sweep.png``, ``OUT/fits/``
    (one JSON per fit, reused by reruns with identical settings), ``OUT/truth/``.
@@ -43,7 +43,6 @@ at off-data actions by an amount that grows with the number of steps times the s
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -53,13 +52,13 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from agents.base import write_json
+from benchmarks.evaluation.stats import estimator_metrics, median_normalised_slack, normalised_mae, regret_at_k, share_below, spearman, value_range
 
-#: Targets of issue 7 for the conservative estimator.
+#: Targets the conservative estimator should meet on the zoo.
 TARGETS = {"spearman_min": 0.8, "regret_at_1_max": 0.1, "ood_share_below_min": 0.9, "ood_median_slack_max": 0.2}
 #: Estimators of the side-by-side comparison: name -> (kind, alpha_c or None for the main value).
 MAIN_ESTIMATORS: dict[str, tuple[str, float | None]] = {
@@ -69,7 +68,7 @@ MAIN_ESTIMATORS: dict[str, tuple[str, float | None]] = {
 }
 #: Directories searched for trained runs by default: ``mtf-bench train``'s and the baselines suite's.
 DEFAULT_RUN_ROOTS: tuple[str, ...] = ("runs", "results/baselines/runs")
-#: Reference result quoted by the issue: FQE's Spearman over 76 continuous-control policies (DOPE).
+#: Reference result: FQE's Spearman over 76 continuous-control policies (DOPE).
 DOPE_FQE_SPEARMAN = 0.68
 
 
@@ -146,129 +145,8 @@ PAPER_SETTINGS = ValidationSettings(n_steps=5000, learning_rate=1e-4, batch_size
 DEFAULT_SETTINGS = ValidationSettings()
 
 
-# ----------------------------------------------------------------------------------------
-# metrics (DOPE protocol)
-
-
-def _pair(truth: Sequence[float], estimate: Sequence[float], min_n: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    t, e = np.asarray(truth, dtype=np.float64).reshape(-1), np.asarray(estimate, dtype=np.float64).reshape(-1)
-    if t.shape != e.shape:
-        raise ValueError(f"truth and estimate must have the same length, got {t.size} and {e.size}")
-    if t.size < min_n:
-        raise ValueError(f"need at least {min_n} policies, got {t.size}")
-    if not (np.all(np.isfinite(t)) and np.all(np.isfinite(e))):
-        raise ValueError("truth and estimate must be finite")
-    return t, e
-
-
-def value_range(truth: Sequence[float]) -> float:
-    """``max - min`` of the true values: DOPE's normaliser. Raises ValueError when it is zero."""
-    t = np.asarray(truth, dtype=np.float64)
-    span = float(t.max() - t.min()) if t.size else 0.0
-    if not span > 0.0:
-        raise ValueError("all true values are equal: the normalised metrics are undefined")
-    return span
-
-
-def spearman(truth: Sequence[float], estimate: Sequence[float]) -> float:
-    """Spearman rank correlation (average ranks for ties); NaN when either side is constant."""
-    from scipy.stats import spearmanr
-
-    t, e = _pair(truth, estimate)
-    if np.ptp(t) == 0 or np.ptp(e) == 0:
-        return float("nan")
-    return float(spearmanr(t, e).statistic)
-
-
-def kendall(truth: Sequence[float], estimate: Sequence[float]) -> float:
-    """Kendall's tau-b (tie-corrected); NaN when either side is constant."""
-    from scipy.stats import kendalltau
-
-    t, e = _pair(truth, estimate)
-    if np.ptp(t) == 0 or np.ptp(e) == 0:
-        return float("nan")
-    return float(kendalltau(t, e).statistic)
-
-
-def regret_at_k(truth: Sequence[float], estimate: Sequence[float], k: int) -> float:
-    """DOPE's normalised regret@k: ``(max truth - max truth among the k best by estimate) / range``.
-
-    0 when the truly best policy is among the estimator's top k; ties in the estimate are
-    broken by order (stable sort), which is the order of the zoo.
-    """
-    t, e = _pair(truth, estimate)
-    if not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    top = np.argsort(-e, kind="stable")[: min(int(k), t.size)]
-    return float((t.max() - t[top].max()) / value_range(t))
-
-
-def normalised_mae(truth: Sequence[float], estimate: Sequence[float]) -> float:
-    """``mean |estimate - truth| / range`` (DOPE's normalised absolute error)."""
-    t, e = _pair(truth, estimate)
-    return float(np.mean(np.abs(e - t)) / value_range(t))
-
-
-def share_below(truth: Sequence[float], estimate: Sequence[float]) -> float:
-    """Share of policies whose estimate lies strictly below the truth (NaN for no policies)."""
-    t, e = _pair(truth, estimate, min_n=0)
-    return float(np.mean(e < t)) if t.size else float("nan")
-
-
-def median_normalised_slack(truth: Sequence[float], estimate: Sequence[float], span: float) -> float:
-    """Median of ``(truth - estimate) / span`` (positive: the estimate is below the truth); NaN if empty."""
-    t, e = _pair(truth, estimate, min_n=0)
-    if not span > 0:
-        raise ValueError(f"span must be positive, got {span}")
-    return float(np.median((t - e) / span)) if t.size else float("nan")
-
-
-def bootstrap_ci(truth: Sequence[float], estimate: Sequence[float], stat: Callable[[np.ndarray, np.ndarray], float],
-                 n_bootstrap: int, level: float, seed: int) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``stat(truth, estimate)`` over resampled policies.
-
-    Resamples on which the statistic is undefined (NaN, e.g. all drawn policies equal) are
-    dropped; returns (nan, nan) if all are.
-    """
-    t, e = _pair(truth, estimate)
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xB0075]))
-    stats = np.empty(n_bootstrap)
-    for b in range(n_bootstrap):
-        idx = rng.integers(0, t.size, size=t.size)
-        stats[b] = stat(t[idx], e[idx])
-    stats = stats[np.isfinite(stats)]
-    if stats.size == 0:
-        return float("nan"), float("nan")
-    tail = (1.0 - level) / 2.0
-    return float(np.quantile(stats, tail)), float(np.quantile(stats, 1.0 - tail))
-
-
-def estimator_metrics(truth: Sequence[float], estimate: Sequence[float], ood_heavy: Sequence[bool],
-                      n_bootstrap: int = 2000, level: float = 0.95, seed: int = 0) -> dict[str, Any]:
-    """All metrics of one estimator over the zoo: truth (n,), estimate (n,), ood_heavy (n,) bool."""
-    t, e = _pair(truth, estimate, min_n=3)
-    ood = np.asarray(ood_heavy, dtype=bool).reshape(-1)
-    if ood.shape != t.shape:
-        raise ValueError(f"ood_heavy has {ood.size} entries for {t.size} policies")
-    span = value_range(t)
-    sp_ci = bootstrap_ci(t, e, spearman, n_bootstrap, level, seed)
-    kt_ci = bootstrap_ci(t, e, kendall, n_bootstrap, level, seed)
-    return {
-        "n_policies": int(t.size), "n_ood_heavy": int(ood.sum()), "truth_range": span,
-        "spearman": spearman(t, e), "spearman_ci": list(sp_ci),
-        "kendall": kendall(t, e), "kendall_ci": list(kt_ci), "ci_level": level,
-        "regret_at_1": regret_at_k(t, e, 1), "regret_at_3": regret_at_k(t, e, 3),
-        "nmae": normalised_mae(t, e),
-        "mean_signed_error": float(np.mean(e - t)), "normalised_mean_signed_error": float(np.mean(e - t) / span),
-        "share_below": share_below(t, e), "share_below_ood": share_below(t[ood], e[ood]),
-        "share_below_in_distribution": share_below(t[~ood], e[~ood]),
-        "median_slack": median_normalised_slack(t, e, span),
-        "median_slack_ood": median_normalised_slack(t[ood], e[ood], span),
-    }
-
-
 def check_targets(m: dict[str, Any]) -> dict[str, Any]:
-    """Issue 7's targets on a metrics dict of :func:`estimator_metrics` -> {target: {value, target, met}}."""
+    """The targets (:data:`TARGETS`) on a metrics dict of :func:`estimator_metrics` -> {target: {value, target, met}}."""
     def row(value, target, ok):
         return {"value": value, "target": target, "met": bool(ok) if np.isfinite(value) else False}
 
@@ -324,6 +202,8 @@ def _quick_td3(data_dir: Path, out_dir: Path, settings: ValidationSettings, show
     ``settings.td3_steps`` steps: the unconstrained offline learner whose actions drift to the
     edges of the box. A finished run is marked by ``ope_zoo.json`` and reused when its settings match.
     """
+    from agents.base import write_json
+
     import shutil
 
     from agents.offline_d3rlpy import TD3Agent, TD3AgentConfig
@@ -359,12 +239,14 @@ def run_validation(data_dir: str | Path, out: str | Path, settings: ValidationSe
     trained runs kept per algorithm, the first found in ``run_roots`` order (None: all; a cap
     bounds the time when many seeds exist: each BCQ-style run costs minutes here).
     """
+    from agents.base import write_json
+
     import torch
     from tqdm.auto import tqdm
 
-    from benchmarks import policy_zoo as zoo_mod
-    from benchmarks.ab import true_value
-    from benchmarks.ope_cli import fit_and_estimate, load_test_split
+    from benchmarks.evaluation import policy_zoo as zoo_mod
+    from benchmarks.evaluation.estimators import fit_and_estimate, load_test_split
+    from benchmarks.evaluation.true_value import true_value
     from mtf_env.core import Simulator
 
     torch.set_num_threads(1)  # measured fastest on the shared 2-core machine
@@ -701,57 +583,3 @@ def sweep_figure(result: dict[str, Any], path: str | Path) -> None:
 
 # ----------------------------------------------------------------------------------------
 # command line
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    d = DEFAULT_SETTINGS
-    p = argparse.ArgumentParser(prog="python -m benchmarks.suites.ope_validation", description=__doc__.split("\n")[0])
-    p.add_argument("--data", type=Path, default=Path("datasets/small"), help="logged dataset directory")
-    p.add_argument("--out", type=Path, default=Path("results/ope_validation"), help="output directory")
-    p.add_argument("--runs", action="append", default=None,
-                   help=f"directory searched for trained runs, repeatable (default {' '.join(DEFAULT_RUN_ROOTS)}; "
-                        "'' for none)")
-    p.add_argument("--paper", action="store_true", help="the paper's estimator settings (slow on a small CPU)")
-    p.add_argument("--steps", type=int, default=None, help=f"gradient steps K (default {d.n_steps})")
-    p.add_argument("--lr", type=float, default=None, help=f"learning rate (default {d.learning_rate})")
-    p.add_argument("--rollouts", type=int, default=None, help=f"sessions per initial state (default {d.n_rollouts})")
-    p.add_argument("--n-initial", type=int, default=None, help=f"initial states (default {d.n_initial})")
-    p.add_argument("--td3-steps", type=int, default=None, help=f"steps of the quick TD3 (default {d.td3_steps})")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-td3", action="store_true", help="do not train the quick TD3")
-    p.add_argument("--runs-per-algo", type=int, default=None,
-                   help="keep at most this many trained runs per algorithm (default: all found)")
-    p.add_argument("--no-sweep", action="store_true", help="skip the alpha_c sweep")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--report-only", action="store_true",
-                   help="redraw result.md and the figures from OUT/result.json (no fitting)")
-    args = p.parse_args(argv)
-    if args.report_only:
-        try:
-            result = json.loads((args.out / "result.json").read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            print(f"ope_validation: error: cannot read {args.out / 'result.json'}: {exc}")
-            return 2
-        write_report(result, args.out)
-        print(f"report -> {args.out}/result.md, scatter.png, alpha_sweep.png")
-        return 0
-    base = PAPER_SETTINGS if args.paper else DEFAULT_SETTINGS
-    changes = {k: v for k, v in {"n_steps": args.steps, "learning_rate": args.lr, "n_rollouts": args.rollouts,
-                                 "n_initial": args.n_initial, "td3_steps": args.td3_steps, "seed": args.seed}.items()
-               if v is not None}
-    try:
-        settings = dataclasses.replace(base, **changes)
-        roots = DEFAULT_RUN_ROOTS if args.runs is None else [r for r in args.runs if r]
-        result = run_validation(args.data, args.out, settings, run_roots=roots, train_td3=not args.no_td3,
-                                sweep=not args.no_sweep, show_progress=not args.no_progress,
-                                runs_per_algo=args.runs_per_algo)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"ope_validation: error: {exc}")
-        return 2
-    print(markdown_report(result))
-    print(f"results -> {args.out}/result.json, result.md, scatter.png, alpha_sweep.png")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

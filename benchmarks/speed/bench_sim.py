@@ -1,4 +1,4 @@
-"""``mtf-bench bench-sim``: simulator throughput, with Gymnasium's Pendulum-v1 as the in-run reference.
+"""Simulator throughput, with Gymnasium's Pendulum-v1 as the in-run reference.
 
 Measures, in one process:
 - single env (``gym.make``, with Gymnasium's default wrappers) steps/s under the production weights;
@@ -8,16 +8,13 @@ Measures, in one process:
 """
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import time
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
-from agents.base import write_json
 from mtf_env.config import SimConfig
 from mtf_env.core import Simulator
 from mtf_env.fusion import PRODUCTION_ACTION
@@ -109,25 +106,3 @@ def bench_sim(config: SimConfig = SimConfig(), min_seconds: float = 2.0, batch_s
         "vectorised": vec,
         "vectorised_4096_vs_pendulum": vec.get("4096", {}).get("user_requests_per_s", float("nan")) / pendulum["per_s"],
     }
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench-sim", help="simulator throughput (single env, batched core, Pendulum-v1 reference)")
-    p.add_argument("--seconds", type=float, default=2.0, help="minimum timing window per measurement")
-    p.add_argument("--out", type=Path, default=Path("results/bench_sim.json"))
-    p.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> None:
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = bench_sim(min_seconds=args.seconds)
-    write_json(args.out, result)
-    print(f"load average {result['machine']['load_average_1min']:.2f} on {result['machine']['cpus']} CPUs")
-    print(f"Pendulum-v1 (reference): {result['pendulum_v1_steps_per_s']:,.0f} steps/s")
-    print(f"ShortVideoMTF-v0 single env: {result['single_env_steps_per_s']:,.0f} steps/s "
-          f"(unwrapped {result['single_env_unwrapped_steps_per_s']:,.0f})")
-    for b, row in result["vectorised"].items():
-        print(f"batch {b:>5s}: {row['user_requests_per_s']:>12,.0f} user-requests/s, "
-              f"{row['candidate_scorings_per_s']:>14,.0f} candidate scorings/s "
-              f"({row['user_requests_per_cpu_s']:,.0f} per CPU second)")
-    print(f"-> {args.out}")

@@ -1,19 +1,13 @@
-"""``mtf-bench collect`` and ``mtf-bench inspect``: logged datasets on the command line.
+"""Logged datasets: collection with a run log, statistics, the action-distribution figure, dataset cards.
 
-::
-
-    mtf-bench collect --preset smoke                          # datasets/smoke, 2k mixed sessions
-    mtf-bench collect --policy action-noise --target runs/bcq --sessions 100000 --seed 1 --out datasets/an
-    mtf-bench inspect datasets/smoke                          # stats JSON + action figure in datasets/smoke/inspect
-
-``inspect`` writes ``stats.json`` (sessions, transitions, session lengths, reward statistics
-under every reward preset, action coverage per dimension, per behaviour group) and
-``actions.png`` (the distribution of each action dimension per behaviour group, like the
-paper's Figures 6 and 7).
+:func:`collect_with_log` collects a dataset and writes its run log; :func:`inspect_dataset`
+writes ``stats.json`` (sessions, transitions, session lengths, reward statistics under every
+reward preset, action coverage per dimension, per behaviour group) and ``actions.png`` (the
+distribution of each action dimension per behaviour group, like the paper's Figures 6 and 7);
+:func:`write_card` writes a dataset card (``datasets/cards/NAME.{json,md}``).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -27,12 +21,10 @@ import numpy as np
 
 from agents.base import write_json
 from agents.behaviour import collection_policy
-from mtf_env.config import make_config
 from mtf_env.dataset import DATASET_PRESETS, CollectConfig, collect_dataset, load_dataset
 from mtf_env.rewards import REWARD_PRESETS
 from mtf_env.tasks import TASK_NAMES
 
-from .training import parse_key_values
 
 #: Equal-width bins of [-1, 1] used for the action coverage figure of merit.
 COVERAGE_BINS = 20
@@ -44,79 +36,33 @@ COLLECT_LOG = "collect_log.json"
 FIGURE_SAMPLES = 20_000
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    presets = ", ".join(f"{p.name} ({p.collect.n_sessions} sessions)" for p in DATASET_PRESETS.values())
-    p = sub.add_parser("collect", help="collect a logged dataset under a behaviour policy",
-                       description="Collect sessions on the batched simulator under a behaviour policy and write "
-                                   f"them as a Parquet dataset (datasets/README.md). Presets: {presets}.")
-    p.add_argument("--preset", choices=sorted(DATASET_PRESETS), help="named dataset (sets the defaults below)")
-    p.add_argument("--policy", help="behaviour policy: production, random[:STD], action-noise[:TARGET], "
-                                    "mixed[:TARGET] (default: the preset's, else mixed)")
-    p.add_argument("--target", help="target policy of action-noise / mixed: static:NAME, weights JSON or run dir "
-                                    "(default static:production)")
-    p.add_argument("--sessions", type=int, help="sessions to collect (default: the preset's, else 2000)")
-    p.add_argument("--seed", type=int, help="root seed (default: the preset's, else 0)")
-    p.add_argument("--out", type=Path, help="output directory (default datasets/PRESET or datasets/POLICY)")
-    p.add_argument("--batch-size", type=int, help="sessions simulated in parallel (changes the random layout)")
-    p.add_argument("--n-days", type=int, help="collection days the sessions are spread over")
-    p.add_argument("--sim", action="append", default=[], metavar="KEY=VALUE",
-                   help="SimConfig override, repeatable (e.g. --sim n_users=5000 --sim reward=time)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_run_collect)
+def collect_with_log(out: Path, sim, collect: CollectConfig, sim_overrides: dict[str, Any] | None = None,
+                     overwrite: bool = False, show_progress: bool = True) -> dict[str, Any]:
+    """Collect a dataset into ``out`` and write its run log ``COLLECT_LOG`` next to the data.
 
-    q = sub.add_parser("inspect", help="statistics and action-distribution figure of a logged dataset")
-    q.add_argument("path", type=Path, help="dataset directory")
-    q.add_argument("--out", type=Path, help="where stats.json and actions.png go (default PATH/inspect)")
-    q.add_argument("--split", default="all", choices=("train", "test", "all"))
-    q.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check of the data files")
-    q.add_argument("--card", metavar="PRESET", choices=sorted(DATASET_PRESETS),
-                   help="also write the dataset card datasets/cards/PRESET.{json,md} from this dataset")
-    q.add_argument("--cards-dir", type=Path, default=Path("datasets/cards"), help=argparse.SUPPRESS)
-    q.set_defaults(func=_run_inspect)
-
-
-def collect_settings(args: argparse.Namespace) -> tuple[Path, Any, CollectConfig]:
-    """Resolve command-line arguments (and the preset) to (out, SimConfig, CollectConfig)."""
-    preset = DATASET_PRESETS[args.preset] if args.preset else None
-    base = preset.collect if preset else CollectConfig()
-    changes = {k: v for k, v in dict(policy=args.policy, target=args.target, n_sessions=args.sessions,
-                                       seed=args.seed, batch_size=args.batch_size, n_days=args.n_days).items()
-               if v is not None}
-    collect = CollectConfig(**{**base.__dict__, **changes})
-    sim = make_config(**{**(preset.sim if preset else {}), **parse_key_values(args.sim, "--sim")})
-    out = args.out or Path("datasets") / (args.preset or collect.policy.split(":")[0])
-    return out, sim, collect
-
-
-def _run_collect(args: argparse.Namespace) -> None:
-    out, sim, collect = collect_settings(args)
-    if out.exists() and not args.overwrite:
-        raise ValueError(f"{out} already exists; pass --overwrite to replace it")
+    sim: the SimConfig; collect: the CollectConfig; sim_overrides: recorded in the log. The log
+    is not part of the manifest (timings differ between identical runs). Returns the log plus
+    ``path`` (the dataset directory), ``sessions``, ``requests`` and ``files``.
+    """
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    path = collect_dataset(out, sim, collect, collection_policy(collect), overwrite=args.overwrite,
-                           progress=not args.no_progress, timings=timings)
+    path = collect_dataset(out, sim, collect, collection_policy(collect), overwrite=overwrite,
+                           progress=show_progress, timings=timings)
     wall = time.perf_counter() - t0
     manifest = json.loads((path / "manifest.json").read_text())
     n_req = manifest["counts"]["requests"]
     size = sum(f["bytes"] for f in manifest["files"])
     usage = resource.getrusage(resource.RUSAGE_SELF)
     peak_mb, cpu_s = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
-    print(f"{path}: {collect.n_sessions} sessions, {n_req} requests ({n_req / collect.n_sessions:.3f} per session), "
-          f"{size / 1e6:.1f} MB in {len(manifest['files'])} files; {wall:.1f} s "
-          f"({collect.n_sessions / wall:,.0f} sessions/s, {n_req / wall:,.0f} requests/s), peak RSS {peak_mb:,.0f} MB, "
-          f"process CPU {cpu_s:.1f} s (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
-    print("seconds: " + ", ".join(f"{k[:-2]} {v:.1f}" for k, v in timings.items())
-          + " (write runs in a background thread, overlapping the rest)")
-    # a run log next to the data (not part of the manifest: timings differ between identical runs)
-    write_json(path / COLLECT_LOG, {
-        "collect": dataclasses.asdict(collect), "sim_overrides": parse_key_values(args.sim, "--sim"),
+    log = {
+        "collect": dataclasses.asdict(collect), "sim_overrides": dict(sim_overrides or {}),
         "wall_s": wall, "timings_s": timings, "peak_rss_mb": peak_mb, "process_cpu_s": cpu_s,
         "sessions_per_s": collect.n_sessions / wall,
         "requests_per_s": n_req / wall, "bytes": size, "cpu_count": os.cpu_count(),
         "load_average_at_end": list(os.getloadavg()), "python": platform.python_version(),
-    })
+    }
+    write_json(path / COLLECT_LOG, log)
+    return {**log, "path": path, "sessions": collect.n_sessions, "requests": n_req, "files": len(manifest["files"])}
 
 
 # ---------------------------------------------------------------------------- inspect
@@ -229,31 +175,6 @@ def inspect_dataset(path: Path, out: Path | None = None, split: str = "all", ver
     write_json(out / "stats.json", stats)
     action_figure(ds, out / "actions.png")
     return stats
-
-
-def _run_inspect(args: argparse.Namespace) -> None:
-    out = args.out or args.path / "inspect"
-    stats = inspect_dataset(args.path, out, split=args.split, verify=not args.no_verify)
-    length = stats["session_length"]
-    print(f"{args.path} ({stats['policy']}, split {stats['split']}): {stats['sessions']:,} sessions, "
-          f"{stats['transitions']:,} transitions, {length['mean']:.3f} requests per session "
-          f"(max {length['max']:.0f}); terminated {stats['terminated_share']:.3f}, "
-          f"truncated {stats['truncated_share']:.3f}")
-    print(f"{'reward':12s} {'mean r':>9s} {'std r':>9s} {'mean return':>12s}")
-    for preset, row in stats["rewards"].items():
-        print(f"{preset:12s} {row['per_transition']['mean']:9.4f} {row['per_transition']['std']:9.4f} "
-              f"{row['session_return']['mean']:12.4f}")
-    print(f"{'task':14s} {'mean':>7s} {'std':>6s} {'q01':>7s} {'q99':>7s} {'bounds':>7s} {'covered':>8s}")
-    for row in stats["action_coverage"]:
-        print(f"{row['task']:14s} {row['mean']:7.3f} {row['std']:6.3f} {row['q01']:7.3f} {row['q99']:7.3f} "
-              f"{row['at_bounds']:7.3f} {row['covered_bins']:8.2f}")
-    for name, g in stats["groups"].items():
-        print(f"group {name}: {g['sessions']:,} sessions, mean length {g['mean_session_length']:.3f}, "
-              f"mean return (default) {g['mean_session_return_default']:.4f}")
-    print(f"stats -> {out / 'stats.json'}; figure -> {out / 'actions.png'}")
-    if args.card:
-        json_path, md_path = write_card(args.path, stats, args.card, args.cards_dir)
-        print(f"card -> {json_path}, {md_path}")
 
 
 def write_card(path: Path, stats: dict[str, Any], name: str, cards_dir: Path) -> tuple[Path, Path]:

@@ -1,4 +1,4 @@
-"""Throughput of the A/B platform's :func:`~benchmarks.ab.evaluate` with a torch MLP policy vs a static one.
+"""Throughput of the A/B platform's :func:`~benchmarks.evaluation.days.evaluate` with a torch MLP policy vs a static one.
 
 A trained agent's policy is a torch network; the platform calls it once per vector step
 for the whole batch of active users, so its cost is one batched forward pass per request
@@ -8,19 +8,16 @@ weights) and measures user-requests per second of ``evaluate`` with it and with 
 ``repeats`` times; the reported ratio (MLP / static) is the median of the per-repeat ratios.
 The target is a ratio of at least 0.5.
 
-Run: ``python -m benchmarks.bench_eval --users 32768 --repeats 3 --out results/bench_eval.json``.
+Run: ``mtf-bench bench-eval --users 32768 --repeats 3 --out results/bench_eval.json``.
 """
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from agents.base import write_json
 from agents.nets import mlp
 from agents.policy import check_obs_batch
 from agents.static import StaticPolicy
@@ -28,7 +25,7 @@ from mtf_env.config import SimConfig
 from mtf_env.core import Simulator
 from mtf_env.tasks import N_TASKS
 
-from .ab import DEFAULT_BLOCK_SIZE, evaluate
+from benchmarks.evaluation.days import DEFAULT_BLOCK_SIZE, evaluate
 
 
 class MLPPolicy:
@@ -79,31 +76,3 @@ def run_bench(users: int = 32768, days: int = 1, seed: int = 0, config: SimConfi
     out["mlp_over_static"] = float(np.median(out["ratios"]))
     out["target_met"] = bool(out["mlp_over_static"] >= 0.5)
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--users", type=int, default=32768)
-    p.add_argument("--days", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_SIZE)
-    p.add_argument("--torch-threads", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=3, help="alternating timed runs of each policy (median ratio)")
-    p.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
-    args = p.parse_args(argv)
-    report = run_bench(args.users, args.days, args.seed, block_size=args.block_size,
-                       torch_threads=args.torch_threads, show_progress=False, repeats=args.repeats)
-    for name, runs in report["runs"].items():
-        for run in runs:
-            print(f"{name:7s} {run['requests_per_s']:>12,.0f} user-requests/s  ({run['requests']:,} requests in "
-                  f"{run['wall_s']:.2f} s, policy {100 * run['policy_share']:.1f}% of the time)")
-    print(f"mlp / static per repeat: {', '.join(f'{r:.3f}' for r in report['ratios'])}; median "
-          f"{report['mlp_over_static']:.3f} (target >= 0.5: {'met' if report['target_met'] else 'NOT met'})")
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        write_json(args.out, report)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

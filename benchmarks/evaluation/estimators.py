@@ -1,28 +1,16 @@
-"""``mtf-bench ope``: the Conservative-OPEstimator's value of policies on a logged dataset's test split.
+"""Running an off-policy estimator: fit it on a logged dataset's test split and estimate policies' values.
 
-Example::
-
-    mtf-bench ope --policy static:production --policy runs/batchrl-mtf__small__0 \\
-        --data datasets/small --alpha-c 0.5e-3 --steps 5000 --seed 0 --out results/ope/ope.json
-
-For every ``--policy`` (specs of :func:`agents.registry.load_policy`: ``static:NAME``, a
-weights JSON, a trained run directory) the estimator (:class:`agents.ope.ConservativeFQE`) is
-fitted on the dataset's **test** split (the paper's last 10% of sessions, its offline
-evaluation data) and ``V(pi_e)`` is the mean of ``Q(s0, pi_e(s0))`` over ``--n-initial``
-session-start states of that split, with a percentile bootstrap interval over those states
-(it reflects which states were drawn, not the error of the fitted Q-function).
-``--alpha-c 0`` is plain FQE. The defaults are the paper's settings (m 512, n 5000, gamma
-0.95, alpha_c 0.5e-3, K 5000, lr 1e-4); on a small shared CPU use fewer ``--steps`` and a
-smaller ``--hidden``.
-
-Writes ``--out`` (JSON: settings, dataset, one entry per policy with value, interval,
-fit time) and the same name with ``.md`` (a Markdown table), and prints the table.
-Every spec and the dataset are checked before any fitting starts.
+:func:`load_test_split` loads a dataset's test split (the paper's last 10% of sessions, its
+offline evaluation data) and draws the session-start states the value averages over;
+:func:`fit_and_estimate` fits one estimator (:class:`agents.ope.ConservativeFQE`, or
+d3rlpy's FQE) for one policy and estimates ``V(pi_e)``, the mean of ``Q(s0, pi_e(s0))`` over
+those states, with a percentile bootstrap interval over the states (it reflects which states
+were drawn, not the error of the fitted Q-function). :func:`run_ope` does it for several
+policy specs and writes a JSON file and a Markdown table (:func:`markdown_table`); every
+spec and the dataset are checked before any fitting starts.
 """
 from __future__ import annotations
 
-import argparse
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +19,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from agents.base import write_json
-
-from .training import parse_widths
 
 #: Estimator names this module fits (``d3rlpy-fqe`` is d3rlpy's FQE, alpha_c must be 0).
 ESTIMATORS: tuple[str, ...] = ("conservative", "d3rlpy-fqe")
@@ -45,7 +31,7 @@ class TestSplit:
     data: TransitionArrays of the split (rewards relabelled with ``reward``);
     initial_observations: (n, obs_dim) float32 session-start states the value averages over;
     initial_user_ids: (n,) int64 their users (a fresh session of user ``u`` starts in exactly the
-    logged state, so :func:`benchmarks.ab.true_value` on these ids evaluates the same states);
+    logged state, so :func:`benchmarks.evaluation.true_value.true_value` on these ids evaluates the same states);
     dataset: the loaded :class:`mtf_env.dataset.Dataset`.
     """
 
@@ -116,33 +102,6 @@ def fit_and_estimate(kind: str, config, seed: int, data, initial_observations: n
 
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    from agents.ope import ConservativeFQEConfig
-
-    d = ConservativeFQEConfig()
-    p = sub.add_parser("ope", help="Conservative-OPEstimator values of policies on a dataset's test split")
-    p.add_argument("--policy", required=True, action="append", metavar="POLICY",
-                   help="policy spec (static:NAME, weights JSON, run directory); repeat for several")
-    p.add_argument("--data", required=True, type=Path, help="logged dataset directory (its test split is used)")
-    p.add_argument("--alpha-c", type=float, default=d.alpha_c, help="CQL weight alpha_c (0: plain FQE)")
-    p.add_argument("--steps", type=int, default=d.n_steps, help="gradient steps K")
-    p.add_argument("--seed", type=int, default=0, help="estimator seed (network init, batches, bootstrap, state draw)")
-    p.add_argument("--n-initial", type=int, default=d.n_initial_states, help="initial states n averaged for V")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="transitions per gradient step m")
-    p.add_argument("--lr", type=float, default=d.learning_rate, help="Adam learning rate")
-    p.add_argument("--hidden", type=parse_widths, default=d.hidden_sizes, help="Q-network widths, e.g. 256,256")
-    p.add_argument("--target-update-every", type=int, default=d.target_update_every,
-                   help="gradient steps between target copies")
-    p.add_argument("--gamma", type=float, default=d.gamma, help="discount")
-    p.add_argument("--n-bootstrap", type=int, default=d.n_bootstrap, help="bootstrap resamples of the initial states")
-    p.add_argument("--reward", default="default", help="reward preset the transitions are relabelled with")
-    p.add_argument("--estimator", choices=ESTIMATORS, default="conservative",
-                   help="conservative (ours, any alpha_c) or d3rlpy-fqe (d3rlpy's FQE; needs --alpha-c 0)")
-    p.add_argument("--out", required=True, type=Path, help="results JSON file (a .md table is written next to it)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    p.set_defaults(func=_run)
-
-
 def run_ope(policies: Sequence[str], data_dir: str | Path, config, seed: int, out: str | Path,
             estimator: str = "conservative", n_initial: int | None = None, reward: Any = "default",
             show_progress: bool = True) -> dict[str, Any]:
@@ -210,22 +169,3 @@ def markdown_table(result: dict[str, Any]) -> str:
     for r in result["results"]:
         lines.append(f"| {r['policy']} | {r['value']:.4f} | [{r['ci_low']:.4f}, {r['ci_high']:.4f}] | {r['fit_s']:.1f} |")
     return "\n".join(lines) + "\n"
-
-
-def _run(args: argparse.Namespace) -> None:
-    import torch
-
-    from agents.ope import ConservativeFQEConfig
-
-    # one torch thread was measured to be fastest on the shared 2-core machine
-    torch.set_num_threads(1)
-    if not math.isfinite(args.alpha_c) or args.alpha_c < 0:
-        raise ValueError(f"--alpha-c must be >= 0, got {args.alpha_c}")
-    config = ConservativeFQEConfig(alpha_c=args.alpha_c, n_steps=args.steps, batch_size=args.batch_size,
-                                   learning_rate=args.lr, hidden_sizes=args.hidden,
-                                   target_update_every=args.target_update_every, gamma=args.gamma,
-                                   n_bootstrap=args.n_bootstrap, n_initial_states=args.n_initial)
-    result = run_ope(args.policy, args.data, config, args.seed, args.out, estimator=args.estimator,
-                     n_initial=args.n_initial, reward=args.reward, show_progress=not args.no_progress)
-    print(markdown_table(result), end="")
-    print(f"results -> {args.out}, {Path(args.out).with_suffix('.md')}")

@@ -41,13 +41,11 @@ Differences that cannot be removed, and how they were handled:
 
 Usage::
 
-    python -m benchmarks.bench_bcq_speed --steps 200 --out results/bench_bcq_speed.json
+    mtf-bench bench-bcq-speed --steps 200 --out results/bench_bcq_speed.json
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import os
 import platform
 import time
@@ -251,25 +249,3 @@ def run(
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         write_json(Path(out), result)
     return result
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=200, help="timed gradient steps per algorithm")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed steps per algorithm first")
-    parser.add_argument("--blocks", type=int, default=4, help="alternating timing blocks")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--mean-session-length", type=float, default=MEAN_SESSION_LENGTH,
-                        help="requests per session of the random data (sets the share of terminal transitions)")
-    parser.add_argument("--out", type=Path, default=None, help="JSON file for the result")
-    args = parser.parse_args(argv)
-    result = run(steps=args.steps, out=args.out, warmup=args.warmup, blocks=args.blocks, threads=args.threads,
-                 seed=args.seed, mean_session_length=args.mean_session_length)
-    print(json.dumps({k: result[k] for k in ("d3rlpy_steps_per_s", "ours_steps_per_s", "ratio", "ratio_cpu_time",
-                                                  "block_ratios")},
-                     indent=2))
-
-
-if __name__ == "__main__":
-    main()

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from benchmarks.bench_eval import MLPPolicy, run_bench
+from benchmarks.speed.bench_eval import MLPPolicy, run_bench
 from mtf_env.config import SimConfig
 
 

@@ -1,6 +1,6 @@
 """Throughput regression of the simulator, as ratios to Gymnasium's Pendulum-v1 measured in the same run.
 
-Run with ``pytest -m benchmark``. The stored figures (benchmarks/reference/bench_sim.json) come
+Run with ``pytest -m benchmark``. The stored figures (benchmarks/speed/reference/bench_sim.json) come
 from ``mtf-bench bench-sim`` on the reference machine; a ratio may not fall below half of its
 stored value (the tolerance absorbs machine noise, not a real regression of 2x).
 """
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.bench_sim import bench_sim
+from benchmarks.speed.bench_sim import bench_sim
 
-REFERENCE = Path(__file__).resolve().parents[1] / "benchmarks" / "reference" / "bench_sim.json"
+REFERENCE = Path(__file__).resolve().parents[1] / "benchmarks" / "speed" / "reference" / "bench_sim.json"
 
 
 @pytest.mark.benchmark

@@ -1,4 +1,4 @@
-"""Smoke tests of ``mtf-bench ope`` (benchmarks/ope_cli.py) on a tiny collected dataset."""
+"""Smoke tests of ``mtf-bench ope`` (benchmarks/cli/ope.py, benchmarks/evaluation/estimators.py) on a tiny collected dataset."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from benchmarks.cli import main
-from benchmarks.ope_cli import load_test_split
+from benchmarks.evaluation.estimators import load_test_split
 
 TINY = ["--steps", "20", "--batch-size", "32", "--hidden", "16,16", "--target-update-every", "5",
         "--n-initial", "30", "--n-bootstrap", "50", "--no-progress"]

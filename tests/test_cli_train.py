@@ -1,4 +1,4 @@
-"""``mtf-bench train`` / ``quickstart`` and :func:`benchmarks.training.train_agent`: smoke runs, resume, bad input."""
+"""``mtf-bench train`` / ``quickstart`` and :func:`benchmarks.evaluation.training.train_agent`: smoke runs, resume, bad input."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +12,7 @@ import torch
 
 from agents.base import CONFIG_NAME, FitResult, write_json
 from agents.registry import ALGOS, load_policy
-from benchmarks import training
+from benchmarks.evaluation import configs, training
 from benchmarks.cli import main
 from mtf_env.config import SimConfig
 from mtf_env.tasks import N_TASKS
@@ -80,7 +80,7 @@ def test_same_seed_same_weights_and_reward_relabelling(dataset_dir, tmp_path):
     runs = {}
     for name, reward in (("a", "default"), ("b", "default"), ("c", "time")):
         runs[name] = training.train_agent("batchrl-mtf", dataset_dir, 8, 1, tmp_path / name, reward=reward,
-                                          overrides=training.parse_key_values(TINY), show_progress=False)
+                                          overrides=configs.parse_key_values(TINY), show_progress=False)
     sd = {k: r.agent.state_dict() for k, r in runs.items()}
     assert all(torch.equal(sd["a"][k], sd["b"][k]) for k in sd["a"])
     assert not all(torch.equal(sd["a"][k], sd["c"][k]) for k in sd["a"])  # other rewards, other critics
@@ -147,13 +147,13 @@ def test_existing_run_is_never_overwritten(dataset_dir, tmp_path, capsys):
 def test_config_overrides_are_typed():
     from agents.batchrl_mtf import BatchRLMTF, BatchRLMTFConfig
 
-    assert training.config_class(BatchRLMTF) is BatchRLMTFConfig
-    config = training.build_config(BatchRLMTF, training.parse_key_values(
+    assert configs.config_class(BatchRLMTF) is BatchRLMTFConfig
+    config = configs.build_config(BatchRLMTF, configs.parse_key_values(
         ["critic_hidden=64,32", "actor_hidden=8", "rho=1", "n_steps=5e2", "latent_dim=null"]))
     assert config.critic_hidden == (64, 32) and config.actor_hidden == (8,)
     assert config.rho == 1.0 and isinstance(config.rho, float) and config.n_steps == 500 and config.latent_dim is None
     with pytest.raises(ValueError, match="takes a list"):
-        training.build_config(BatchRLMTF, {"critic_hidden": "a,b"})
+        configs.build_config(BatchRLMTF, {"critic_hidden": "a,b"})
 
 
 # ------------------------------------------------------------------ online algorithms (requires_data = False)
@@ -193,6 +193,45 @@ def test_online_algorithm_trains_without_data(tmp_path, monkeypatch):
     assert json.loads((result.run_dir / "train.json").read_text())["sim_config"]["n_users"] == 1234
 
 
+@pytest.mark.parametrize("algo", ["bo", "es", "sac-online"])
+def test_online_agents_get_the_training_reward(algo):
+    """The online agents' configs have a ``reward`` field: train_agent's reward goes into it."""
+    from agents.registry import algo_class
+
+    cls = algo_class(algo)
+    config = configs.build_config(cls, configs.reward_overrides(cls, {}, "time"))
+    assert config.reward == "time"
+    weights = [0.0] * N_TASKS
+    weights[0] = 1.0
+    assert configs.build_config(cls, configs.reward_overrides(cls, {}, weights)).reward == tuple(weights)
+    # the same reward given twice is fine; a different one is refused
+    assert configs.reward_overrides(cls, {"reward": "time"}, "time") == {"reward": "time"}
+    with pytest.raises(ValueError, match="conflicts"):
+        configs.reward_overrides(cls, {"reward": "interaction"}, "time")
+    # offline agents learn from relabelled data: no reward field, nothing added
+    assert configs.reward_overrides(algo_class("batchrl-mtf"), {"rho": 0.1}, "time") == {"rho": 0.1}
+
+
+BO_TINY = ["n_users=40", "n_init=2", "n_candidates=32", "gp_restarts=0"]
+
+
+def test_train_online_with_reward_trains_on_it(tmp_path, capsys):
+    """``mtf-bench train --algo bo --reward time`` trains BO on the time reward (config.json and train.json agree)."""
+    out = tmp_path / "bo"
+    argv = ["train", "--algo", "bo", "--steps", "1", "--reward", "time", "--out", str(out), "--no-progress",
+            "--sim", "n_users=3000", "n_items=4000", "--set", *BO_TINY]
+    assert main(argv) == 0
+    saved = json.loads((out / CONFIG_NAME).read_text())
+    assert saved["config"]["reward"] == "time"
+    assert json.loads((out / "train.json").read_text())["reward"] == "time"
+    assert load_policy(str(out)).config.reward == "time"
+    conflict = tmp_path / "conflict"
+    assert main(["train", "--algo", "bo", "--steps", "1", "--reward", "time", "--out", str(conflict),
+                 "--no-progress", "--set", *BO_TINY, "reward=interaction"]) == 2
+    assert "conflicts" in capsys.readouterr().err
+    assert not conflict.exists()
+
+
 # ------------------------------------------------------------------ quickstart
 def test_quickstart_tiny(tmp_path, capsys):
     out = tmp_path / "qs"
@@ -215,13 +254,14 @@ def test_quickstart_tiny(tmp_path, capsys):
 
 # ------------------------------------------------------------------ the headline suite (tiny)
 def test_batchrl_small_suite_tiny(dataset_dir, tmp_path):
+    from benchmarks.evaluation.stats import paired_difference
     from benchmarks.suites import batchrl_small
 
-    d = batchrl_small.paired_difference(np.array([1.0, 2.0, 3.0]), np.array([0.0, 1.0, 3.0]))
+    d = paired_difference(np.array([1.0, 2.0, 3.0]), np.array([0.0, 1.0, 3.0]))
     assert d["mean"] == pytest.approx(2 / 3) and d["ci_low"] < d["mean"] < d["ci_high"] and d["n_states"] == 3
     with pytest.raises(ValueError):
-        batchrl_small.paired_difference(np.zeros(1), np.zeros(1))
-    overrides = training.parse_key_values(TINY)
+        paired_difference(np.zeros(1), np.zeros(1))
+    overrides = configs.parse_key_values(TINY)
     result = batchrl_small.run(dataset_dir, 6, 0, tmp_path / "out", tmp_path / "run", overrides, rollouts=2,
                                users=50, show_progress=False)
     assert set(result["true_value"]) == {"batchrl-mtf", "static:production"}
@@ -249,7 +289,7 @@ def test_every_registered_algorithm_has_a_buildable_config(algo):
     from agents.registry import algo_class
 
     cls = algo_class(algo)
-    config = training.build_config(cls, {})
+    config = configs.build_config(cls, {})
     assert dataclasses.is_dataclass(config)
     assert isinstance(getattr(cls, "requires_data", True), bool)
 
@@ -259,7 +299,7 @@ def test_every_registered_algorithm_trains_from_the_command_line(algo, dataset_d
     """A few steps of every algorithm through ``mtf-bench train`` (about 15 s for all of them)."""
     from agents.registry import algo_class
 
-    fields = {f.name for f in dataclasses.fields(training.config_class(algo_class(algo)))}
+    fields = {f.name for f in dataclasses.fields(configs.config_class(algo_class(algo)))}
     sets = [f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in _TINY_FIELDS.items()
             if k in fields]
     out = tmp_path / algo

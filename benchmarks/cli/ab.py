@@ -1,4 +1,4 @@
-"""``mtf-bench ab``: an online A/B test of policies on the simulator (see :mod:`benchmarks.ab`).
+"""``mtf-bench ab``: an online A/B test of policies on the simulator (:mod:`benchmarks.evaluation.ab`).
 
 Example::
 
@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .ab import DEFAULT_BLOCK_SIZE, ab_test
+from .common import in_unit_interval, output_dir, parse_reward, positive
 
 
 def parse_config(text: str | None):
@@ -34,18 +34,6 @@ def parse_config(text: str | None):
     return make_config(**overrides)
 
 
-def arm_names(control: str, treatments: list[str]) -> list[str]:
-    """Unique display names for the treatment specs (a repeat of a spec gets ``#2``, ``#3``, ...)."""
-    names: list[str] = []
-    for spec in treatments:
-        name, k = spec, 1
-        while name == control or name in names:
-            k += 1
-            name = f"{spec}#{k}"
-        names.append(name)
-    return names
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ab", help="online A/B test with common random numbers: ADTime, UPIRate, session return lifts")
     p.add_argument("--control", required=True, metavar="POLICY", help="control policy spec (e.g. static:production)")
@@ -57,27 +45,36 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reward", default=None, help="evaluation reward preset (default: the config's)")
     p.add_argument("--gamma", type=float, default=0.95, help="discount of the discounted session return")
     p.add_argument("--config", default=None, help="SimConfig overrides: JSON file or inline JSON object")
-    p.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_SIZE, help="users simulated together")
+    p.add_argument("--block-size", type=int, default=None, help="users simulated together (default 4096)")
     p.add_argument("--out", type=Path, default=Path("results/ab"), help="output directory (ab.json, ab.md)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> None:
+    positive("--users", args.users, 2)
+    positive("--days", args.days)
+    positive("--seed", args.seed, 0)
+    positive("--block-size", args.block_size)
+    in_unit_interval("--gamma", args.gamma)
+    output_dir("--out", args.out)
+    reward = parse_reward(args.reward) if args.reward is not None else None
+    config = parse_config(args.config)
     import torch
 
     from agents.registry import load_policy
+    from benchmarks.evaluation.ab import ab_test, arm_names
 
     # torch policies run between simulator steps whose numba threads use the cores; more than one
     # torch thread was measured to slow MLP evaluation several-fold on a 2-core machine
     torch.set_num_threads(1)
-    config = parse_config(args.config)
     control = load_policy(args.control, seed=args.seed)
     names = arm_names(args.control, args.treatment)
     treatments = {name: load_policy(spec, seed=args.seed) for name, spec in zip(names, args.treatment)}
+    extra = {} if args.block_size is None else {"block_size": args.block_size}
     result = ab_test(control, treatments, users=args.users, days=args.days, seed=args.seed, config=config,
-                     reward=args.reward, gamma=args.gamma, block_size=args.block_size,
-                     show_progress=not args.no_progress, control_name=args.control)
+                     reward=reward, gamma=args.gamma, show_progress=not args.no_progress,
+                     control_name=args.control, **extra)
     result.meta["specs"] = {"control": args.control, "treatments": dict(zip(names, args.treatment))}
     json_path, md_path = result.write(args.out)
     print(result.to_markdown())

@@ -1,7 +1,6 @@
-"""``mtf-bench fit-scorer``: train the PLE scorer on ground-truth impressions and report it."""
+"""Fit the PLE scorer on ground-truth impressions, save its weights and report per-task AUC and calibration."""
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -10,7 +9,6 @@ from mtf_env.config import SimConfig
 from agents.ple_scorer import train_scorer
 from mtf_env.impressions import sample_impressions
 from mtf_env.ple import PLEConfig, numpy_predict, scorer_report
-from mtf_env.score_table import DEFAULT_SCORER
 
 
 def fit_scorer(n_train: int, n_test: int, seed: int, out: Path, report_path: Path | None,
@@ -44,24 +42,3 @@ def fit_scorer(n_train: int, n_test: int, seed: int, out: Path, report_path: Pat
     if report_path is not None:
         write_json(report_path, report)
     return report
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("fit-scorer", help="train the PLE multi-task scorer on ground-truth impressions")
-    p.add_argument("--impressions", type=int, default=800_000, help="training impressions")
-    p.add_argument("--test-impressions", type=int, default=200_000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=DEFAULT_SCORER, help="weights .npz (default: the shipped weights)")
-    p.add_argument("--report", type=Path, default=Path("results/scorer_report.json"))
-    p.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> None:
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = fit_scorer(args.impressions, args.test_impressions, args.seed, args.out, args.report)
-    print(f"{'task':14s} {'AUC':>6s} {'mean pred':>10s} {'mean label':>10s} {'ECE':>8s}")
-    for name, row in report["test"]["tasks"].items():
-        auc = "  n/a" if row.get("auc") is None else f"{row['auc']:.3f}"
-        print(f"{name:14s} {auc:>6s} {row['mean_pred']:10.4f} {row['mean_label']:10.4f} {row['ece']:8.4f}")
-    print(f"weights -> {args.out}; report -> {args.report}")

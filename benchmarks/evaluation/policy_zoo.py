@@ -49,6 +49,10 @@ from agents.static import STATIC_PRESETS, StaticPolicy
 from mtf_env.fusion import validate_action
 from mtf_env.tasks import N_TASKS, TASK_INDEX
 
+from .streams import GOLDEN as _GOLDEN
+from .streams import mix64 as _mix64
+from .streams import to_unit
+
 #: The worst weights we know (action units): rank up predicted skips, hates and exits, ignore
 #: play time and the positive tasks. One corner of the box.
 ANTI_ACTION = np.full(N_TASKS, -1.0, dtype=np.float32)
@@ -75,25 +79,12 @@ OOD_QUANTILE = 0.95
 #: Family names in display order.
 FAMILIES: tuple[str, ...] = ("preset", "random-static", "noisy", "degraded", "corner", "trained")
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_TWO_M53 = 1.0 / 9007199254740992.0  # 2 ** -53
-
-
-def _mix64(z: np.ndarray) -> np.ndarray:
-    """SplitMix64's finaliser on a uint64 array (wrapping arithmetic)."""
-    z = (z ^ (z >> np.uint64(30))) * _MIX1
-    z = (z ^ (z >> np.uint64(27))) * _MIX2
-    return z ^ (z >> np.uint64(31))
-
-
 def state_hash_normals(obs: np.ndarray, salt: int, dim: int = N_TASKS) -> np.ndarray:
     """Standard normals ``(B, dim)`` float64 that are a fixed function of each observation row's bytes.
 
     obs: (B, obs_dim) float32. Row ``i``'s normals depend only on ``obs[i]`` (its float32 bit
     pattern) and ``salt``, so the same state always gets the same draw, whatever the batch.
-    Box-Muller on SplitMix64 outputs of a per-row hash.
+    Box-Muller on SplitMix64 outputs of a per-row hash (:mod:`benchmarks.evaluation.streams`).
     """
     obs = np.ascontiguousarray(check_obs_batch(obs), dtype=np.float32)
     words = obs.view(np.uint32).astype(np.uint64)  # (B, obs_dim)
@@ -103,8 +94,8 @@ def state_hash_normals(obs: np.ndarray, salt: int, dim: int = N_TASKS) -> np.nda
             h = _mix64(h ^ (words[:, j] + _GOLDEN * np.uint64(j + 1)))
         out = np.empty((len(obs), dim), dtype=np.float64)
         for k in range(dim):
-            u1 = (_mix64(h + _GOLDEN * np.uint64(2 * k + 1)) >> np.uint64(11)).astype(np.float64) * _TWO_M53
-            u2 = (_mix64(h + _GOLDEN * np.uint64(2 * k + 2)) >> np.uint64(11)).astype(np.float64) * _TWO_M53
+            u1 = to_unit(_mix64(h + _GOLDEN * np.uint64(2 * k + 1)))
+            u2 = to_unit(_mix64(h + _GOLDEN * np.uint64(2 * k + 2)))
             out[:, k] = np.sqrt(-2.0 * np.log1p(-u1)) * np.cos(2.0 * np.pi * u2)
     return out
 

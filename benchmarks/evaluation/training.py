@@ -3,7 +3,7 @@
 One function, :func:`train_agent`, is used by ``mtf-bench train``, ``mtf-bench quickstart``
 and the benchmark suites::
 
-    from benchmarks.training import train_agent
+    from benchmarks.evaluation.training import train_agent
     result = train_agent("batchrl-mtf", "datasets/small", steps=20_000, seed=0,
                          out="runs/batchrl-mtf__small__0", overrides={"critic_hidden": [64, 64]})
     result.agent.act(obs)          # the trained Policy; result.run_dir loads with agents.registry.load_policy
@@ -33,23 +33,21 @@ config keys and values, dataset -- before anything is written, so a bad call los
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import inspect
 import json
 import os
 import platform
 import time
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
 from agents.base import CONFIG_NAME, write_json
 from agents.registry import algo_class
+
+from .configs import build_config, reward_overrides
 
 #: The training log this module writes next to the agent's own files.
 TRAIN_LOG_NAME = "train.json"
@@ -83,107 +81,8 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# Configs and overrides
+# Agents
 # ---------------------------------------------------------------------------------------------
-def config_class(cls: type) -> type:
-    """The frozen config dataclass of an agent class (``cls.config_class`` or ``__init__``'s annotation)."""
-    explicit = getattr(cls, "config_class", None)
-    if explicit is not None:
-        return explicit
-    try:
-        hints = typing.get_type_hints(cls.__init__)
-    except Exception as exc:  # unresolvable annotations
-        raise ValueError(f"{cls.__name__}: cannot read the config type of __init__ ({exc}); "
-                         "give the class a `config_class` attribute") from None
-    hint = hints.get("config")
-    candidates = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
-        else (hint,)
-    for candidate in candidates:
-        if isinstance(candidate, type) and dataclasses.is_dataclass(candidate):
-            return candidate
-    raise ValueError(f"{cls.__name__}.__init__ has no dataclass-typed `config` parameter; "
-                     "give the class a `config_class` attribute")
-
-
-def parse_widths(text: str) -> tuple[int, ...]:
-    """``"256,256"`` -> ``(256, 256)``: the argparse type of the command lines' hidden-width options."""
-    try:
-        widths = tuple(int(w) for w in text.split(",") if w.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected widths such as 128,128, got {text!r}") from None
-    if not widths or min(widths) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive widths, got {text!r}")
-    return widths
-
-
-def parse_key_values(items: Sequence[str], what: str = "--set") -> dict[str, Any]:
-    """``["key=value", ...]`` -> dict; each value is read as JSON when it parses, else kept as a string."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"{what} expects KEY=VALUE, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
-def _coerce(name: str, default: Any, value: Any) -> Any:
-    """Bring a command-line value to the type of the field's default (int/float/bool/tuple)."""
-    if isinstance(default, tuple):
-        if isinstance(value, str):  # "64,64" on the command line
-            parts = [p for p in value.replace(" ", "").split(",") if p]
-            try:
-                value = [json.loads(p) for p in parts]
-            except json.JSONDecodeError:
-                raise ValueError(f"config key {name!r} takes a list such as [64,64] or 64,64, got {value!r}") from None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = [value]
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"config key {name!r} takes a list, got {value!r}")
-        return tuple(value)
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ValueError(f"config key {name!r} takes true or false, got {value!r}")
-        return value
-    if isinstance(default, int):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"config key {name!r} takes an integer, got {value!r}")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"config key {name!r} takes a number, got {value!r}")
-        return float(value)
-    return value
-
-
-def build_config(cls: type, overrides: Mapping[str, Any] | None = None, base: Mapping[str, Any] | None = None):
-    """The agent's config: the class defaults, then ``base`` (e.g. a saved run's), then ``overrides``.
-
-    Raises ValueError naming an unknown key (with the known ones) or a value the config refuses.
-    """
-    config_cls = config_class(cls)
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    defaults = config_cls()
-    values: dict[str, Any] = {}
-    for source in (base or {}, overrides or {}):
-        unknown = sorted(set(source) - set(fields))
-        if unknown:
-            raise ValueError(f"unknown config key(s) {unknown} for {config_cls.__name__}; known keys: "
-                             f"{', '.join(sorted(fields))}")
-        for key, value in source.items():
-            values[key] = _coerce(key, getattr(defaults, key), value)
-    try:
-        return config_cls(**values)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"invalid {config_cls.__name__}: {exc}") from None
-
-
 def make_agent(algo: str, overrides: Mapping[str, Any] | None = None, base: Mapping[str, Any] | None = None):
     """A fresh, untrained agent of ``algo`` with its config (see :func:`build_config`)."""
     cls = algo_class(algo)
@@ -283,7 +182,9 @@ def train_agent(
         resume: continue the run in ``out`` from its last checkpoint (bitwise the same weights as
             an uninterrupted run, for agents that implement it); the saved config is the base.
         reward: reward the transitions are relabelled with: a preset name (default, time,
-            integrity, interaction), 12 weights or a task -> weight mapping.
+            integrity, interaction), 12 weights or a task -> weight mapping. Online agents
+            (whose config has a ``reward`` field) are trained on it; an ``overrides`` reward
+            that differs is refused.
         overrides: config field -> value (``{"critic_hidden": [64, 64], "batch_size": 128}``);
             strings from the command line are converted to the field's type.
         show_progress: tqdm progress bar of the fit loop.
@@ -308,7 +209,7 @@ def train_agent(
         raise ValueError(f"{algo} trains on logged data: give the dataset directory (--data DIR)")
     out = Path(out) if out is not None else default_run_dir(algo, data_dir, int(seed))
     saved = _saved_run(out, algo, resume)
-    config = build_config(cls, overrides, base=(saved or {}).get("config"))
+    config = build_config(cls, reward_overrides(cls, overrides, reward), base=(saved or {}).get("config"))
 
     # -- data (or the simulator world of an online method), all checked before writing anything
     dataset_info: dict[str, Any] | None = None

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from agents.batchrl_mtf import BatchRLMTFConfig
-from benchmarks import bench_bcq_speed
+from benchmarks.cli import main
+from benchmarks.speed import bench_bcq_speed
 
 pytestmark = pytest.mark.benchmark
 
@@ -42,6 +43,6 @@ def test_cli(tmp_path, monkeypatch, capsys):
     captured = {}
     monkeypatch.setattr(bench_bcq_speed, "run", lambda **kw: captured.update(kw) or {
         "d3rlpy_steps_per_s": 1.0, "ours_steps_per_s": 2.0, "ratio": 2.0, "ratio_cpu_time": 2.0, "block_ratios": []})
-    bench_bcq_speed.main(["--steps", "7", "--out", str(tmp_path / "x.json")])
+    assert main(["bench-bcq-speed", "--steps", "7", "--out", str(tmp_path / "x.json")]) == 0
     assert captured["steps"] == 7 and captured["out"] == tmp_path / "x.json"
     assert json.loads(capsys.readouterr().out)["ratio"] == 2.0

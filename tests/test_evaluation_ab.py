@@ -6,7 +6,10 @@ import pytest
 
 from agents.behaviour import collection_policy
 from agents.static import GaussianPolicy, StaticPolicy
-from benchmarks.ab import (ABResult, ab_test, evaluate, paired_lift, ratio_estimate, resolve_users, true_value)
+from benchmarks.evaluation.ab import ABResult, ab_test
+from benchmarks.evaluation.days import evaluate, resolve_users
+from benchmarks.evaluation.stats import paired_lift, ratio_estimate
+from benchmarks.evaluation.true_value import true_value
 from mtf_env.config import SimConfig
 from mtf_env.core import Simulator
 from mtf_env.fusion import validate_action

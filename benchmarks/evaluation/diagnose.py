@@ -1,4 +1,4 @@
-"""``mtf-bench diagnose``: measure the simulator's phenomena 1, 2, 3 and 6 (DESIGN.md).
+"""Diagnosis of the simulator: measure its phenomena 1, 2, 3 and 6 (DESIGN.md) with standard errors.
 
 A pool of static fusion-weight vectors (the named presets plus seeded random ones) is run
 on two disjoint halves of the users, each candidate with the same seed (common random
@@ -17,14 +17,12 @@ Every effect is reported with its standard error and z = effect / SE.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from agents.base import write_json
 from agents.static import STATIC_PRESETS, StaticPolicy
 from mtf_env.config import SimConfig
 from mtf_env.core import Simulator
@@ -32,6 +30,8 @@ from mtf_env.fusion import alpha_to_action
 from mtf_env.rewards import REWARD_PRESETS
 from mtf_env.rollout import SessionRollout, rollout_sessions
 from mtf_env.tasks import POSITIVE_INTERACTIONS, TASK_INDEX
+
+from .stats import paired_difference
 
 SEGMENT_FIELD = "age_bucket"
 N_SEGMENTS = 4
@@ -60,10 +60,9 @@ class SegmentPolicy:
 
 
 def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    """Mean of a - b over paired sessions with its standard error and z."""
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    se = float(d.std(ddof=1) / np.sqrt(len(d)))
-    mean = float(d.mean())
+    """Mean of a - b over paired sessions (n,) with its standard error, z and the mean relative to b's, in percent."""
+    diff = paired_difference(a, b)
+    mean, se = diff["mean"], diff["se"]
     return {"effect": mean, "se": se, "z": mean / se if se > 0 else float("inf"),
             "relative_pct": 100.0 * mean / float(np.mean(b))}
 
@@ -231,27 +230,3 @@ def plot_diagnosis(report: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("diagnose", help="measure the simulator's phenomena 1, 2, 3 and 6")
-    p.add_argument("--sessions", type=int, default=40_000, help="sessions per candidate (split in two halves)")
-    p.add_argument("--random-candidates", type=int, default=18)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("results/diagnose"))
-    p.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> None:
-    args.out.mkdir(parents=True, exist_ok=True)
-    diag = diagnose(n_sessions=args.sessions, n_random=args.random_candidates, seed=args.seed)
-    write_json(args.out / "diagnose.json", diag.report)
-    plot_diagnosis(diag.report, args.out / "diagnose.png")
-    r = diag.report
-    print(f"production: {r['production']['requests_per_session']['mean']:.2f} requests/session")
-    for key in ("phenomenon_1_fusion_weights_matter", "phenomenon_2_personalisation_pays",
-                "phenomenon_3_greedy_not_optimal", "phenomenon_6_stickiness_vs_activeness"):
-        ph = r[key]
-        eff = ph.get("gap") or ph.get("gain") or ph.get("later_reward_loss_of_myopic") or ph.get("play_time_gap")
-        print(f"{key}: effect {eff['effect']:.3f} +- {eff['se']:.3f} (z = {eff['z']:.1f})")
-    print(f"-> {args.out}/diagnose.json, {args.out}/diagnose.png")

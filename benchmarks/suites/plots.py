@@ -11,15 +11,13 @@
 
 Both read a results directory written by :mod:`benchmarks.suites.baselines`::
 
-    python -m benchmarks.plots results/baselines
+    mtf-bench plots results/baselines
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -161,16 +159,3 @@ def plot_action_distributions(results_dir: str | Path, out: str | Path | None = 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Draw the baselines suite's figures from its result files.")
-    p.add_argument("results", type=Path, help="results directory of benchmarks.suites.baselines")
-    args = p.parse_args(argv)
-    for path in (plot_q_vs_true(args.results), plot_action_distributions(args.results)):
-        print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,38 @@
+"""``mtf-bench diagnose``: measure the simulator's phenomena 1, 2, 3 and 6 (:mod:`benchmarks.evaluation.diagnose`)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import output_dir, positive
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("diagnose", help="measure the simulator's phenomena 1, 2, 3 and 6")
+    p.add_argument("--sessions", type=int, default=40_000, help="sessions per candidate (split in two halves)")
+    p.add_argument("--random-candidates", type=int, default=18)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("results/diagnose"))
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> None:
+    positive("--sessions", args.sessions, 2)
+    positive("--random-candidates", args.random_candidates, 0)
+    positive("--seed", args.seed, 0)
+    output_dir("--out", args.out)
+    from agents.base import write_json
+    from benchmarks.evaluation.diagnose import diagnose, plot_diagnosis
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    diag = diagnose(n_sessions=args.sessions, n_random=args.random_candidates, seed=args.seed)
+    write_json(args.out / "diagnose.json", diag.report)
+    plot_diagnosis(diag.report, args.out / "diagnose.png")
+    r = diag.report
+    print(f"production: {r['production']['requests_per_session']['mean']:.2f} requests/session")
+    for key in ("phenomenon_1_fusion_weights_matter", "phenomenon_2_personalisation_pays",
+                "phenomenon_3_greedy_not_optimal", "phenomenon_6_stickiness_vs_activeness"):
+        ph = r[key]
+        eff = ph.get("gap") or ph.get("gain") or ph.get("later_reward_loss_of_myopic") or ph.get("play_time_gap")
+        print(f"{key}: effect {eff['effect']:.3f} +- {eff['se']:.3f} (z = {eff['z']:.1f})")
+    print(f"-> {args.out}/diagnose.json, {args.out}/diagnose.png")
