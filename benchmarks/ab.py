@@ -91,7 +91,7 @@ import numba as nb
 import numpy as np
 from tqdm.auto import tqdm
 
-from agents.base import write_json
+from mtf_env.files import write_json
 from agents.policy import reset_policy
 from mtf_env import kernels as K
 from mtf_env.config import SimConfig

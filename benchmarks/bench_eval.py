@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from agents.base import write_json
+from mtf_env.files import write_json
 from agents.nets import mlp
 from agents.policy import check_obs_batch
 from agents.static import StaticPolicy

@@ -17,7 +17,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from agents.base import write_json
+from mtf_env.files import write_json
 from mtf_env.config import SimConfig
 from mtf_env.core import Simulator
 from mtf_env.fusion import PRODUCTION_ACTION

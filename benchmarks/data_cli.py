@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import write_json
+from mtf_env.files import write_json
 from mtf_env.config import make_config
 from mtf_env.dataset import DATASET_PRESETS, CollectConfig, collect_dataset, load_dataset
 from mtf_env.rewards import REWARD_PRESETS

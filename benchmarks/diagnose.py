@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.base import write_json
+from mtf_env.files import write_json
 from agents.static import STATIC_PRESETS, StaticPolicy
 from mtf_env.config import SimConfig
 from mtf_env.core import Simulator

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from agents.base import write_json
+from mtf_env.files import write_json
 
 from .training import parse_widths
 

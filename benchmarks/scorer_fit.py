@@ -5,7 +5,7 @@ import argparse
 import time
 from pathlib import Path
 
-from agents.base import write_json
+from mtf_env.files import write_json
 from mtf_env.config import SimConfig
 from mtf_env.scorer import PLEConfig, ScorerWeights, numpy_predict, scorer_report, train_scorer
 from mtf_env.scoring import DEFAULT_SCORER, sample_impressions

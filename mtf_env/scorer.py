@@ -58,7 +58,8 @@ import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from agents.base import atomic_write_bytes, fit_loop
+from mtf_env.files import atomic_write_bytes
+from agents.training_loop import fit_loop
 from mtf_env.tasks import N_TASKS, PLAY_TIME_SCALE_S, TASK_INDEX, TASK_NAMES
 
 #: Format tag stored in every weights file and its JSON sidecar.

@@ -1,4 +1,4 @@
-"""agents/base.py: run directories, metrics resume, checkpoint refusal, seeds and data checks."""
+"""agents/checkpoint.py, run_dir.py, config.py, seeding.py, data.py, training_loop.py: run directories, metrics resume, checkpoint refusal, seeds and data checks."""
 from __future__ import annotations
 
 import csv
@@ -9,25 +9,20 @@ import numpy as np
 import pytest
 import torch
 
-from agents.base import (
+from agents.checkpoint import (
     CheckpointError,
-    MetricsLogger,
-    agent_run_fields,
     check_checkpoint,
-    check_fit_args,
     check_resume,
-    check_seed,
-    check_transitions,
-    config_from_dict,
     config_json,
-    data_fingerprint,
     load_resume_checkpoint,
-    read_run_config,
     restoring_state,
     save_checkpoint,
-    seed_from,
-    write_run_config,
 )
+from agents.config import config_from_dict
+from agents.data import check_transitions, data_fingerprint
+from agents.run_dir import MetricsLogger, agent_run_fields, read_run_config, write_run_config
+from agents.seeding import check_seed, seed_from
+from agents.training_loop import check_fit_args
 from mtf_env.transitions import TransitionArrays
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.base import CheckpointError, save_checkpoint
+from agents.checkpoint import CheckpointError, save_checkpoint
 from agents.baseline_settings import OFFLINE_GAMMA, OFFLINE_HIDDEN_UNITS, OFFLINE_SETTINGS, values
 from agents.offline_d3rlpy import OFFLINE_ALGOS, IQLAgent, TD3Agent, UWACTD3Agent
 from agents.registry import ALGOS, algo_class, load_policy

@@ -279,7 +279,7 @@ def test_out_dir_metrics_checkpoint_and_load(tmp_path):
     x0 = data.initial_observations()
     assert loaded.estimate(x0, pol)["value"] == est.estimate(x0, pol)["value"]
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    from agents.base import CheckpointError
+    from agents.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError):
         ConservativeFQE.load(tmp_path / "bad.pt")

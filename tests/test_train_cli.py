@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from agents.base import CONFIG_NAME, FitResult, write_json
+from agents.run_dir import CONFIG_NAME
+from agents.training_loop import FitResult
+from mtf_env.files import write_json
 from agents.registry import ALGOS, load_policy
 from benchmarks import training
 from benchmarks.cli import main

@@ -211,7 +211,7 @@ def train_with_q_checkpoints(algo: str, data_dir: Path, data, steps: int, seed: 
     ``{step: estimate}`` is kept in the run directory (:data:`Q_TRAJECTORY_NAME`), so a finished
     run is not retrained to draw it again.
     """
-    from agents.base import write_json
+    from mtf_env.files import write_json
 
     path = run_dir / Q_TRAJECTORY_NAME
     trajectory = {int(k): v for k, v in json.loads(path.read_text()).items()} if path.is_file() else {}
@@ -245,7 +245,7 @@ def run(data: str | Path, out: str | Path, steps: int = 2000, seed: int = 0, alg
     """
     import torch
 
-    from agents.base import write_json
+    from mtf_env.files import write_json
     from agents.static import StaticPolicy
     from mtf_env.core import Simulator
     from mtf_env.dataset import load_dataset

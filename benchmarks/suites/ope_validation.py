@@ -57,7 +57,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from agents.base import write_json
+from mtf_env.files import write_json
 
 #: Targets of issue 7 for the conservative estimator.
 TARGETS = {"spearman_min": 0.8, "regret_at_1_max": 0.1, "ood_share_below_min": 0.9, "ood_median_slack_max": 0.2}
