@@ -2,8 +2,9 @@
 
 A config is a frozen dataclass deriving from :class:`ConfigBase`. ``from_dict`` is the inverse of
 ``dataclasses.asdict`` (how ``config.json`` and checkpoints store a config): an unknown key is
-refused naming it, and a key listed in ``renamed_fields`` (an old field name) is read under its
-new name with a ``DeprecationWarning``, so run directories written before a rename still load.
+refused naming it. A field renamed in ``renamed_fields`` (old name -> new name) is still
+accepted under its old name -- by ``from_dict``, as a constructor keyword and as an attribute --
+with a ``DeprecationWarning``, so run directories and callers from before a rename keep working.
 ``__post_init__`` validates with the ``check_*`` helpers, whose errors name the class and field.
 
 Hidden layer widths are named ``hidden`` (one network, or every network of the algorithm) or
@@ -20,19 +21,25 @@ from typing import Any, ClassVar, Mapping, TypeVar
 T = TypeVar("T")
 
 
-def config_from_dict(cls: type[T], values: Mapping[str, Any]) -> T:
-    """A config dataclass from its ``dataclasses.asdict``; unknown keys raise ``ValueError`` naming them.
-
-    Keys in ``cls.renamed_fields`` (old name -> new name) are renamed first, with a ``DeprecationWarning``.
-    """
-    values = dict(values)
+def _rename_old_keys(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with the keys in ``cls.renamed_fields`` (old name -> new name) renamed, each with a
+    ``DeprecationWarning``; both names at once raise ``ValueError``."""
     for old, new in getattr(cls, "renamed_fields", {}).items():
         if old in values:
             if new in values:
                 raise ValueError(f"{cls.__name__} got both {old!r} and its new name {new!r}")
             warnings.warn(f"{cls.__name__} field {old!r} is deprecated; it is now {new!r}", DeprecationWarning,
-                          stacklevel=3)
+                          stacklevel=4)
             values[new] = values.pop(old)
+    return values
+
+
+def config_from_dict(cls: type[T], values: Mapping[str, Any]) -> T:
+    """A config dataclass from its ``dataclasses.asdict``; unknown keys raise ``ValueError`` naming them.
+
+    Keys in ``cls.renamed_fields`` (old name -> new name) are renamed first, with a ``DeprecationWarning``.
+    """
+    values = _rename_old_keys(cls, dict(values))
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -40,12 +47,27 @@ def config_from_dict(cls: type[T], values: Mapping[str, Any]) -> T:
     return cls(**values)
 
 
+class _ConfigMeta(type):
+    """Accepts a renamed field's old name as a constructor keyword (see ``ConfigBase.renamed_fields``)."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        return super().__call__(*args, **_rename_old_keys(cls, kwargs))
+
+
 @dataclass(frozen=True)
-class ConfigBase:
+class ConfigBase(metaclass=_ConfigMeta):
     """Frozen-dataclass base of the configs: :meth:`from_dict`, :meth:`to_dict` and field checks."""
 
-    #: Old field name -> current name, for configs stored before a rename.
+    #: Old field name -> current name, for configs stored (or code written) before a rename.
     renamed_fields: ClassVar[dict[str, str]] = {}
+
+    def __getattr__(self, name: str) -> Any:  # only called for names that are not attributes
+        new = type(self).renamed_fields.get(name)
+        if new is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        warnings.warn(f"{type(self).__name__}.{name} is deprecated; it is now {new!r}", DeprecationWarning,
+                      stacklevel=2)
+        return getattr(self, new)
 
     @classmethod
     def from_dict(cls: type[T], values: Mapping[str, Any]) -> T:

@@ -22,9 +22,9 @@ Usage (the same for every algorithm, see ``tests/agent_contract.py``)::
 Settings: every config field mirrors the d3rlpy config field of the same name and has
 d3rlpy's default, except the ones listed in :mod:`agents.baseline_settings` (the discount
 0.95, 400-300 networks, BC's batch 256, UWAC's weight form and dropout passes).
-``hidden_units`` sets every encoder factory of the algorithm (actor, critics, value function,
+``hidden`` sets every encoder factory of the algorithm (actor, critics, value function,
 imitator) to
-``VectorEncoderFactory(hidden_units)``. The test suite checks each default against the
+``VectorEncoderFactory(hidden_units=hidden)``. The test suite checks each default against the
 installed d3rlpy and the settings table.
 
 Training: :class:`agents.base.Agent`'s ``fit`` and its one loop, :func:`agents.training_loop.fit_loop`. Each step draws ``batch_size`` indices
@@ -107,17 +107,19 @@ class OfflineAgentConfig(ConfigBase):
     """Discount factor per request (the paper's 0.95, the same for every method; d3rlpy: 0.99)."""
     batch_size: int = OFFLINE_BATCH_SIZE
     """Transitions per minibatch (the paper's 256)."""
-    hidden_units: tuple[int, ...] = OFFLINE_HIDDEN_UNITS
+    hidden: tuple[int, ...] = OFFLINE_HIDDEN_UNITS
     """Hidden widths of every network of the algorithm (BCQ's 400-300; d3rlpy: 256-256)."""
     n_steps: int = 300_000
     """Gradient steps of a full run, the default of ``fit`` (BatchRL-MTF's paper budget, for comparability)."""
     device: str = "cpu"
     """Torch device ("cpu", "cuda", "cuda:1", ...); not a hyperparameter."""
 
+    renamed_fields: ClassVar[dict[str, str]] = {"hidden_units": "hidden"}
+
     def __post_init__(self) -> None:
         self.check_range("gamma", 0.0, 1.0, high_open=True)
         self.check_positive_ints("batch_size", "n_steps")
-        self.check_widths("hidden_units")
+        self.check_widths("hidden")
 
 
 @dataclass(frozen=True)
@@ -265,7 +267,7 @@ class D3rlpyOfflineAgent(OfflineAgent):
         raise NotImplementedError
 
     def _make_d3rlpy_config(self):
-        """The d3rlpy config: our fields of the same names, every encoder factory with ``hidden_units``."""
+        """The d3rlpy config: our fields of the same names, every encoder factory with ``hidden`` widths."""
         from d3rlpy.models.encoders import VectorEncoderFactory
 
         d3_cls = self._d3rlpy_config_class()
@@ -273,7 +275,7 @@ class D3rlpyOfflineAgent(OfflineAgent):
         values = {k: v for k, v in asdict(self.config).items() if k in d3_fields}
         for name in d3_fields:
             if name.endswith("encoder_factory"):
-                values[name] = VectorEncoderFactory(hidden_units=list(self.config.hidden_units))
+                values[name] = VectorEncoderFactory(hidden_units=list(self.config.hidden))
         return d3_cls(**values)
 
     def _build(self, obs_dim: int, action_dim: int, seed: int) -> None:

@@ -40,7 +40,7 @@ import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -82,7 +82,7 @@ class ConservativeFQEConfig(ConfigBase):
     """K, gradient steps of the FQE iteration (paper: K = 5000); one step = one mini-batch of m."""
     learning_rate: float = 1e-4
     """Adam learning rate of the Q-network (paper: 1e-4)."""
-    hidden_sizes: tuple[int, ...] = (256, 256)
+    hidden: tuple[int, ...] = (256, 256)
     """Hidden layer widths of the Q-network MLP, ReLU (our choice; d3rlpy's default encoder)."""
     target_update_every: int = 100
     """Gradient steps between hard copies of the Q-network into the frozen target Q_k (d3rlpy
@@ -102,6 +102,8 @@ class ConservativeFQEConfig(ConfigBase):
     log_every: int = 100
     """Gradient steps per row of metrics.csv (metrics are averaged over the window)."""
 
+    renamed_fields: ClassVar[dict[str, str]] = {"hidden_sizes": "hidden"}
+
     def __post_init__(self) -> None:
         self.check_positive_ints("batch_size", "n_initial_states", "n_steps", "target_update_every",
                                  "n_policy_action_samples", "policy_batch_size", "n_bootstrap", "log_every")
@@ -109,7 +111,7 @@ class ConservativeFQEConfig(ConfigBase):
         self.check_range("alpha_c", 0.0, float("inf"))
         self.check_positive("learning_rate")
         self.check_range("ci_level", 0.0, 1.0, low_open=True, high_open=True)
-        self.check_widths("hidden_sizes")
+        self.check_widths("hidden")
 
 
 # ----------------------------------------------------------------------------------------
@@ -199,7 +201,7 @@ def _bootstrap_seed(seed: int) -> int:
 class QNetwork(nn.Module):
     """MLP ``Q(s, a)``: ``(B, obs_dim), (B, action_dim) -> (B,)``, inputs standardised by stored buffers."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: tuple[int, ...]):
+    def __init__(self, obs_dim: int, action_dim: int, hidden: tuple[int, ...]):
         super().__init__()
         self.obs_dim = obs_dim
         self.action_dim = action_dim
@@ -207,7 +209,7 @@ class QNetwork(nn.Module):
         self.register_buffer("obs_std", torch.ones(obs_dim))
         layers: list[nn.Module] = []
         width = obs_dim + action_dim
-        for h in hidden_sizes:
+        for h in hidden:
             layers += [nn.Linear(width, h), nn.ReLU()]
             width = h
         layers.append(nn.Linear(width, 1))
@@ -248,7 +250,7 @@ class ConservativeFQE:
         the process-global generator as it was."""
         with torch_rng_scope():
             torch.manual_seed(self.seed)
-            return QNetwork(obs_dim, action_dim, self.config.hidden_sizes)
+            return QNetwork(obs_dim, action_dim, self.config.hidden)
 
     def _policy_targets(self, data: TransitionArrays, policy: Policy) -> tuple[np.ndarray, np.ndarray]:
         """pi_e(s) and pi_e(s') for every row: two ``(S, N, action_dim)`` float32 arrays.
@@ -442,7 +444,7 @@ class ConservativeFQE:
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{path}: stored config is invalid ({exc})") from None
         est = cls(config, seed=int(state["seed"]))
-        q_net = QNetwork(int(state["obs_dim"]), int(state["action_dim"]), config.hidden_sizes)
+        q_net = QNetwork(int(state["obs_dim"]), int(state["action_dim"]), config.hidden)
         load_module_state(q_net, state["q_net"], "Conservative-OPEstimator Q-network")
         est.q_net = q_net.eval()
         return est
@@ -490,7 +492,7 @@ class _PolicyAsD3rlpyAlgo:
 class D3rlpyFQE:
     """d3rlpy's ``FQE`` evaluating a :class:`Policy`, with :class:`ConservativeFQE`'s interface.
 
-    Settings map one to one: batch_size, gamma, learning_rate (Adam), hidden_sizes (d3rlpy's
+    Settings map one to one: batch_size, gamma, learning_rate (Adam), hidden (d3rlpy's
     ``VectorEncoderFactory``), target_update_every -> ``target_update_interval``, n_steps, and
     ``normalize_observations`` -> a prebuilt ``StandardObservationScaler`` with the data's mean
     and std. d3rlpy has no CQL term, so ``alpha_c`` must be 0. Differences that remain: d3rlpy
@@ -537,7 +539,7 @@ class D3rlpyFQE:
             batch_size=cfg.batch_size,
             gamma=cfg.gamma,
             target_update_interval=cfg.target_update_every,
-            encoder_factory=d3rlpy.models.VectorEncoderFactory(hidden_units=list(cfg.hidden_sizes)),
+            encoder_factory=d3rlpy.models.VectorEncoderFactory(hidden_units=list(cfg.hidden)),
             observation_scaler=scaler,
         )
         algo = _PolicyAsD3rlpyAlgo(policy, data.action_dim, scaler)

@@ -44,7 +44,7 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ContextManager, Mapping
+from typing import Any, ClassVar, ContextManager, Mapping
 
 import numpy as np
 import torch
@@ -95,7 +95,7 @@ class SACOnlineConfig(ConfigBase):
     """Vector steps between training calls."""
     gradient_steps: int = 1
     """Gradient steps per training call."""
-    net_arch: tuple[int, ...] = (256, 256)
+    hidden: tuple[int, ...] = (256, 256)
     """Hidden widths of the actor and of each critic (SB3 default)."""
     ent_coef: str | float = "auto"
     """Entropy coefficient, ``auto`` for SB3's automatic tuning (default) or a fixed float."""
@@ -104,8 +104,10 @@ class SACOnlineConfig(ConfigBase):
     device: str = "cpu"
     """Torch device of SB3 (``cpu``, ``cuda``)."""
 
+    renamed_fields: ClassVar[dict[str, str]] = {"net_arch": "hidden"}
+
     def __post_init__(self) -> None:
-        self.check_widths("net_arch")
+        self.check_widths("hidden")
         self.check_positive_ints("n_steps", "n_envs", "buffer_size", "batch_size", "train_freq", "gradient_steps")
         self.check_positive_ints("learning_starts", minimum=0)
         self.check_range("gamma", 0.0, 1.0, high_open=True)
@@ -121,7 +123,8 @@ LARGE_BUDGET = SACOnlineConfig(n_steps=1_000_000, n_envs=1, buffer_size=1_000_00
 
 
 def _policy_kwargs(config: SACOnlineConfig) -> dict[str, Any]:
-    return {"net_arch": list(config.net_arch)}
+    """SB3 policy arguments: ``net_arch`` (actor and critic widths) is ``config.hidden``."""
+    return {"net_arch": list(config.hidden)}
 
 
 #: The arrays of SB3's ``ReplayBuffer`` a checkpoint keeps (their filled rows).

@@ -24,7 +24,7 @@ from tests.agent_contract import check_agent_contract
 
 TINY_BO = BOConfig(n_users=60, n_init=2, n_candidates=64, gp_restarts=0)
 TINY_ES = ESConfig(n_users=40, n_pairs=2, hidden=(4,))
-TINY_SAC = SACOnlineConfig(n_envs=2, net_arch=(8, 8), batch_size=8, learning_starts=2, buffer_size=200)
+TINY_SAC = SACOnlineConfig(n_envs=2, hidden=(8, 8), batch_size=8, learning_starts=2, buffer_size=200)
 
 
 
