@@ -21,7 +21,8 @@ A checkpoint holds ``format``, ``algo``, ``step``, the run identity (:meth:`Agen
 A subclass sets ``algo_name``, ``config_class``, ``checkpoint_format``, ``checkpoint_kind`` and
 ``checkpoint_keys`` and implements the algorithm's hooks: ``_start_fit`` (networks, data, random
 streams), ``_train_step`` (one gradient step or online round), ``_build_for_load``,
-``_algo_state`` / ``_load_state`` (its checkpoint part), ``_require_trained`` and ``act``.
+``_algo_state`` / ``_load_state`` (its checkpoint part), ``_require_trained``, ``act`` and
+``state_dict``.
 Agents that interact with the simulator derive from :class:`agents.online.OnlineAgent`.
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar, ContextManager
 
+import numpy as np
 import torch
 
 from agents.checkpoint import (
@@ -189,6 +191,15 @@ class Agent:
             raise CheckpointError(f"{path} holds a {state['algo']!r} checkpoint, not {self.algo_name!r}")
         self._load_state(state, path, training)
         self.step = int(state["step"])
+
+    # ------------------------------------------------------------------ the policy
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """``obs (B, obs_dim) float32 -> (B, action_dim) float32`` in ``[-1, 1]`` (:class:`agents.policy.Policy`)."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The trained weights by name (what the determinism and resume tests compare)."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ hooks
     def _rng_scope(self) -> ContextManager[None]:

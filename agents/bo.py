@@ -277,7 +277,8 @@ class BayesianOptimisation(OnlineAgent):
 
     def _write_extra_files(self, run_dir: Path) -> None:
         """``policy.json`` (the selected weights) and ``budget.json``."""
-        write_json(run_dir / POLICY_NAME, {"action": self.action.tolist(), "alpha": action_to_alpha(self.action).tolist()})
+        write_json(run_dir / POLICY_NAME,
+                   {"action": self.action.tolist(), "alpha": action_to_alpha(self.action).tolist()})
         super()._write_extra_files(run_dir)
 
     def _load_state(self, state: dict[str, Any], path: Path, training: bool) -> None:

@@ -95,7 +95,8 @@ class ConfigBase(metaclass=_ConfigMeta):
         """Each field is a finite number ``> 0``."""
         for name in names:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not (number and math.isfinite(value) and value > 0):
                 self._fail(name, "> 0")
 
     def check_range(self, name: str, low: float, high: float, *, low_open: bool = False,

@@ -54,7 +54,8 @@ from agents.checkpoint import CheckpointError
 from agents.config import ConfigBase
 from agents.baseline_settings import ES_SIGMA
 from agents.nets import mlp
-from agents.online import OBJECTIVES, OnlineAgent, OnlineBudget, draw_users, normalise_reward, rollout_objective, round_rng
+from agents.online import (OBJECTIVES, OnlineAgent, OnlineBudget, draw_users, normalise_reward, rollout_objective,
+                           round_rng)
 from agents.seeding import seed_from
 from agents.policy import check_obs_batch
 from mtf_env.config import SimConfig

@@ -23,13 +23,12 @@ Settings: every config field mirrors the d3rlpy config field of the same name an
 d3rlpy's default, except the ones listed in :mod:`agents.baseline_settings` (the discount
 0.95, 400-300 networks, BC's batch 256, UWAC's weight form and dropout passes).
 ``hidden`` sets every encoder factory of the algorithm (actor, critics, value function,
-imitator) to
-``VectorEncoderFactory(hidden_units=hidden)``. The test suite checks each default against the
-installed d3rlpy and the settings table.
+imitator) to ``VectorEncoderFactory(hidden_units=hidden)``. The test suite checks each default
+against the installed d3rlpy and the settings table.
 
-Training: :class:`agents.base.Agent`'s ``fit`` and its one loop, :func:`agents.training_loop.fit_loop`. Each step draws ``batch_size`` indices
-uniformly with replacement from the whole dataset with a seeded ``numpy.random.Generator``,
-builds a ``d3rlpy.dataset.TransitionMiniBatch`` (``s, a, r, s', terminal``; a timeout
+Training: :class:`agents.base.Agent`'s ``fit`` and its one loop,
+:func:`agents.training_loop.fit_loop`. Each step draws ``batch_size`` indices uniformly with
+replacement from the whole dataset with a seeded ``numpy.random.Generator``, builds a ``d3rlpy.dataset.TransitionMiniBatch`` (``s, a, r, s', terminal``; a timeout
 bootstraps from ``s'`` like any non-terminal row) and calls d3rlpy's own
 ``algo.update(batch)`` (``QLearningAlgoBase.update``: conversion to tensors, one gradient step
 of the algorithm, the grad-step counter that schedules TD3's delayed actor). The rewards are

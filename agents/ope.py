@@ -46,7 +46,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.checkpoint import CHECKPOINT_NAME, CheckpointError, check_checkpoint, load_checkpoint, load_module_state, save_checkpoint
+from agents.checkpoint import (CHECKPOINT_NAME, CheckpointError, check_checkpoint, load_checkpoint, load_module_state,
+                               save_checkpoint)
 from agents.config import ConfigBase
 from agents.data import check_transitions, sample_batch_indices
 from agents.run_dir import CONFIG_NAME, METRICS_NAME, MetricsLogger
@@ -527,25 +528,27 @@ class D3rlpyFQE:
 
         cfg = self.config
         check_transitions(data, actions_in_box=False)
-        dataset = to_d3rlpy_dataset(data)
-        scaler = None
-        if cfg.normalize_observations:
-            obs64 = np.asarray(data.observations, dtype=np.float64)
-            scaler = d3rlpy.preprocessing.StandardObservationScaler(
-                mean=obs64.mean(axis=0).astype(np.float32), std=obs64.std(axis=0).astype(np.float32), eps=OBS_STD_EPS
+        # d3rlpy draws from (and d3rlpy.seed seeds) the global generators: scoped, restored on exit
+        with global_rng_scope():
+            dataset = to_d3rlpy_dataset(data)
+            scaler = None
+            if cfg.normalize_observations:
+                obs64 = np.asarray(data.observations, dtype=np.float64)
+                scaler = d3rlpy.preprocessing.StandardObservationScaler(
+                    mean=obs64.mean(axis=0).astype(np.float32), std=obs64.std(axis=0).astype(np.float32), eps=OBS_STD_EPS
+                )
+            fqe_config = d3rlpy.ope.FQEConfig(
+                learning_rate=cfg.learning_rate,
+                batch_size=cfg.batch_size,
+                gamma=cfg.gamma,
+                target_update_interval=cfg.target_update_every,
+                encoder_factory=d3rlpy.models.VectorEncoderFactory(hidden_units=list(cfg.hidden)),
+                observation_scaler=scaler,
             )
-        fqe_config = d3rlpy.ope.FQEConfig(
-            learning_rate=cfg.learning_rate,
-            batch_size=cfg.batch_size,
-            gamma=cfg.gamma,
-            target_update_interval=cfg.target_update_every,
-            encoder_factory=d3rlpy.models.VectorEncoderFactory(hidden_units=list(cfg.hidden)),
-            observation_scaler=scaler,
-        )
-        algo = _PolicyAsD3rlpyAlgo(policy, data.action_dim, scaler)
-        adapter = FileAdapterFactory(root_dir=str(Path(out_dir) / "d3rlpy")) if out_dir is not None else NoopAdapterFactory()
-        t0 = time.perf_counter()
-        with global_rng_scope():  # d3rlpy draws from the global generators: seeded here, restored on exit
+            algo = _PolicyAsD3rlpyAlgo(policy, data.action_dim, scaler)
+            adapter = (FileAdapterFactory(root_dir=str(Path(out_dir) / "d3rlpy")) if out_dir is not None
+                       else NoopAdapterFactory())
+            t0 = time.perf_counter()
             d3rlpy.seed(self.seed)
             self.fqe = d3rlpy.ope.FQE(algo=algo, config=fqe_config, device=False)
             self.fqe.fit(dataset, n_steps=cfg.n_steps, n_steps_per_epoch=cfg.n_steps, logger_adapter=adapter,

@@ -35,7 +35,8 @@ Training runs as one SB3 ``learn`` call per checkpoint interval (``reset_num_tim
 
 Randomness: ``seed`` goes to SB3 (``set_random_seed``: Python, NumPy and torch global
 generators, the action space and env ``i``'s reset seed ``seed + i``); same seed, same
-weights on CPU.
+weights on CPU. ``fit`` and ``load`` run inside :func:`agents.seeding.global_rng_scope`, so the
+caller's global generators are as they were afterwards.
 """
 from __future__ import annotations
 
