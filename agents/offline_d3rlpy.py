@@ -84,6 +84,7 @@ from agents.baseline_settings import (
     UWAC_WEIGHT_FORM,
 )
 from agents.policy import check_obs_batch
+from agents.training_loop import FitResult
 from mtf_env.transitions import TransitionArrays
 
 __all__ = [
@@ -296,11 +297,11 @@ class D3rlpyOfflineAgent(OfflineAgent):
         return self.algo
 
     # ------------------------------------------------------------------ training (Agent's hooks)
-    def fit(self, data: TransitionArrays, n_steps: int | None = None, *, q_stats_every: int = 10, **kwargs: Any):
-        """:meth:`agents.base.Agent.fit` (``seed``, ``out_dir``, ``resume``, ``show_progress``,
-        ``log_every``, ``checkpoint_every``); minibatches are drawn uniformly from all of ``data``
-        (rewards already relabelled), and ``seed`` sets the weights, the minibatches and d3rlpy's
-        noise and dropout.
+    def fit(self, data: TransitionArrays, n_steps: int | None = None, *, seed: int, out_dir: str | Path | None = None,
+            resume: bool = False, show_progress: bool = True, log_every: int | None = None,
+            checkpoint_every: int | None = None, q_stats_every: int = 10) -> FitResult:
+        """:meth:`agents.base.Agent.fit`; minibatches are drawn uniformly from all of ``data`` (rewards
+        already relabelled), and ``seed`` sets the weights, the minibatches and d3rlpy's noise and dropout.
 
         q_stats_every: steps between evaluations of the Q statistics (``train/q_*``; also on the
         last step of every logging window). They cost ~25% of a TD3 step when computed every
@@ -310,7 +311,8 @@ class D3rlpyOfflineAgent(OfflineAgent):
         if q_stats_every < 1:
             raise ValueError(f"q_stats_every must be >= 1, got {q_stats_every}")
         self._q_stats_every = int(q_stats_every)
-        return super().fit(data, n_steps, **kwargs)
+        return super().fit(data, n_steps, seed=seed, out_dir=out_dir, resume=resume, show_progress=show_progress,
+                           log_every=log_every, checkpoint_every=checkpoint_every)
 
     def _rng_scope(self) -> ContextManager[None]:
         """torch's global generators forked: d3rlpy's seeding and draws leave the caller's state as it was."""

@@ -236,6 +236,12 @@ class ConservativeFQE:
         est.estimate(s0, policy)["value"]
 
     Same seed, data and policy give identical weights and estimates.
+
+    An estimator, not an :class:`agents.base.Agent`: it evaluates a given policy instead of
+    being one (no ``act``, no registry name), is seeded at construction, is fitted once with
+    no resume, and its run directory is tagged ``"estimator"`` with a checkpoint of its own
+    format. It is built from the same pieces: :class:`agents.config.ConfigBase`, the
+    checkpoint functions of :mod:`agents.checkpoint`, ``metrics.csv`` and the training loop.
     """
 
     def __init__(self, config: ConservativeFQEConfig | None = None, seed: int = 0):
