@@ -18,12 +18,14 @@ A checkpoint holds ``format``, ``algo``, ``step``, the run identity (:meth:`Agen
 (:meth:`Agent._algo_state`). ``config.json`` holds ``algo``, ``config`` and
 :meth:`Agent._run_config_fields`.
 
-A subclass sets ``algo_name``, ``config_class``, ``checkpoint_format``, ``checkpoint_kind`` and
-``checkpoint_keys`` and implements the algorithm's hooks: ``_start_fit`` (networks, data, random
-streams), ``_train_step`` (one gradient step or online round), ``_build_for_load``,
-``_algo_state`` / ``_load_state`` (its checkpoint part), ``_require_trained``, ``act`` and
-``state_dict``.
-Agents that interact with the simulator derive from :class:`agents.online.OnlineAgent`.
+Two kinds of agent fill in the run identity, the ``config.json`` fields and ``_from_run_config``:
+:class:`OfflineAgent` (trained on logged data: ``obs_dim``, ``action_dim``, ``seed``, the data's
+fingerprint and the device type) and :class:`agents.online.OnlineAgent` (trained in the
+simulator: the seed and the world). An algorithm subclasses one of them, sets ``algo_name``,
+``config_class``, ``checkpoint_format``, ``checkpoint_kind`` and ``checkpoint_keys``, and
+implements its hooks: ``_start_fit`` (networks, data, random streams), ``_train_step`` (one
+gradient step or online round), ``_build_for_load``, ``_algo_state`` / ``_load_state`` (its
+part of the checkpoint), ``_require_trained``, ``act`` and ``state_dict``.
 """
 from __future__ import annotations
 
