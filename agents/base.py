@@ -1,487 +1,280 @@
-"""Shared machinery of the trainable agents and estimators: fit loop, run directories, checkpoints.
+"""The agent base class: ``fit`` / ``save`` / ``load`` / resume and the run directory, once.
 
-There is no agent base class: each agent (``agents/batchrl_mtf.py``, ``agents/offline_d3rlpy.py``,
-the online baselines, the estimator in ``agents/ope.py``) implements the agent API of
-``tests/agent_contract.py`` itself and builds it from these pieces:
+:class:`Agent` owns what every trainable agent does the same way (the pattern of d3rlpy's
+``QLearningAlgoBase``, whose algorithms only wire their modules):
 
-* :func:`fit_loop` -- the one training loop: calls ``update(step) -> dict[str, float]`` for
-  each gradient step, averages the metrics over logging windows, writes them to a
-  :class:`MetricsLogger` (``metrics.csv``), shows a tqdm bar and calls the checkpoint hook.
-* ``fit`` arguments and run directories (``config.json``, ``metrics.csv``, ``checkpoint.pt``):
-  :func:`check_fit_args`; :func:`write_run_config` / :func:`read_run_config` with
-  :func:`agent_run_fields` and :func:`config_from_dict` (the ``"algo"`` tag and the agent's
-  config dataclass); ``MetricsLogger(path, resume=True, last_step=step)`` (drops the rows
-  logged after the checkpoint a run resumes from).
-* Checkpoints: :func:`save_checkpoint` / :func:`load_checkpoint` (``torch.load(weights_only=True)``:
-  nothing in the file is executed), :func:`check_checkpoint` (format and keys),
-  :func:`load_resume_checkpoint` and :func:`check_resume` (refuse resuming another seed, data
-  or config; the config is stored as :func:`config_json`), :func:`restoring_state`
-  (optimiser / generator state errors as :class:`CheckpointError`), :func:`load_module_state`.
-* Seeds and data: :func:`check_seed`, :func:`seed_from` (a torch seed from a
-  ``numpy.random.SeedSequence``), :func:`set_torch_seed`, :func:`data_fingerprint`,
-  :func:`check_transitions`, :func:`data_to_tensors`, :func:`sample_batch_indices`.
+* ``fit(data, n_steps, *, seed, out_dir, resume, ...)``: checks the arguments, builds the agent
+  from scratch for ``seed`` (:meth:`Agent._start_fit`), resumes from ``out_dir/checkpoint.pt``
+  when asked (refused for another seed, config, data or world: :func:`agents.checkpoint.check_resume`),
+  writes ``config.json``, then runs :func:`agents.training_loop.fit_loop` over
+  :meth:`Agent._train_step`, appending window means to ``metrics.csv`` and writing
+  ``checkpoint.pt`` every ``checkpoint_every`` steps and at the end;
+* ``save(run_dir)``: ``config.json`` and ``checkpoint.pt`` (plus the agent's extra files);
+* ``load(run_dir, device=None)``: reads ``config.json`` (its ``"algo"`` tag must be the class's),
+  rebuilds the agent and loads ``checkpoint.pt`` with ``torch.load(weights_only=True)``.
+
+A checkpoint holds ``format``, ``algo``, ``step``, the run identity (:meth:`Agent._run_identity`),
+``config`` (:func:`agents.checkpoint.config_json`) and the algorithm's state
+(:meth:`Agent._algo_state`). ``config.json`` holds ``algo``, ``config`` and
+:meth:`Agent._run_config_fields`.
+
+Two kinds of agent fill in the run identity, the ``config.json`` fields and ``_from_run_config``:
+:class:`OfflineAgent` (trained on logged data: ``obs_dim``, ``action_dim``, ``seed``, the data's
+fingerprint and the device type) and :class:`agents.online.OnlineAgent` (trained in the
+simulator: the seed and the world). An algorithm subclasses one of them, sets ``algo_name``,
+``config_class``, ``checkpoint_format``, ``checkpoint_kind`` and ``checkpoint_keys``, and
+implements its hooks: ``_start_fit`` (networks, data, random streams), ``_train_step`` (one
+gradient step or online round), ``_build_for_load``, ``_algo_state`` / ``_load_state`` (its
+part of the checkpoint), ``_require_trained``, ``act`` and ``state_dict``.
 """
 from __future__ import annotations
 
 import contextlib
-import csv
-import dataclasses
-import hashlib
-import json
-import os
-import pickle
-import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, ClassVar, ContextManager
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
-
-from mtf_env.transitions import TransitionArrays
-
-CHECKPOINT_NAME = "checkpoint.pt"
-CONFIG_NAME = "config.json"
-METRICS_NAME = "metrics.csv"
-
-T = TypeVar("T")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is not one of ours (wrong format, truncated, unsafe or mismatched)."""
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (never half-written)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Save a nested dict of tensors / numbers / strings atomically with ``torch.save``."""
-    import io
-
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(Path(path), buf.getvalue())
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint with ``torch.load(weights_only=True)``: nothing in the file is executed.
-
-    Raises :class:`CheckpointError` naming the problem for a missing, truncated, non-torch or
-    unsafe (pickled code) file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(
-            f"{path} is not a torch checkpoint of this project (not a torch zip archive; truncated or foreign file)"
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{path} holds objects other than weights and was refused unread: {exc}") from None
-    except Exception as exc:  # zip/record errors from a damaged archive
-        raise CheckpointError(f"{path} could not be read as a checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} does not hold a state dict (got {type(state).__name__})")
-    return state
-
-
-def load_module_state(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    """``module.load_state_dict`` with a clear error for missing keys or wrong shapes."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise CheckpointError(f"{what}: state dict does not match (missing {missing[:5]}, unexpected {unexpected[:5]})")
-    for key, value in state.items():
-        if not isinstance(value, torch.Tensor) or value.shape != own[key].shape:
-            shape = getattr(value, "shape", type(value).__name__)
-            raise CheckpointError(f"{what}: '{key}' has shape {tuple(shape)}, expected {tuple(own[key].shape)}")
-    module.load_state_dict(state)
-
-
-def check_checkpoint(state: dict[str, Any], path: Path, fmt: str, required: tuple[str, ...], what: str) -> None:
-    """Refuse (:class:`CheckpointError`) a loaded checkpoint that lacks a ``required`` key or has
-    another ``"format"`` than ``fmt``; ``what`` names the expected kind ("a BatchRL-MTF checkpoint")."""
-    for key in ("format", *required):
-        if key not in state:
-            raise CheckpointError(f"{path} is not {what} (no '{key}')")
-    if state["format"] != fmt:
-        raise CheckpointError(f"{path} has format {state['format']!r}, expected {fmt!r}")
-
-
-def config_json(config: Any) -> str:
-    """A config dataclass as JSON with sorted keys: how checkpoints store it (see :func:`check_resume`)."""
-    return json.dumps(asdict(config), sort_keys=True)
-
-
-def check_resume(state: dict[str, Any], expected: dict[str, Any], config: Any) -> None:
-    """Refuse (``ValueError``) to resume from a checkpoint ``state`` of another run.
-
-    expected: values the checkpoint must hold unchanged, checked in order (``seed``,
-    ``obs_dim``, ``data_fingerprint``, ...); config: this run's config dataclass, compared field
-    by field with the checkpoint's ``"config"`` (a :func:`config_json` string) except ``n_steps``,
-    which is only ``fit``'s default (the run length is ``fit``'s argument). The message names
-    the first differing value, or every differing config field.
-    """
-    for key, value in expected.items():
-        if state.get(key) != value:
-            raise ValueError(f"cannot resume: checkpoint has {key}={state.get(key)!r}, this run has {value!r}")
-    try:
-        saved = {k: v for k, v in json.loads(state["config"]).items() if k != "n_steps"}
-    except (KeyError, TypeError, ValueError, AttributeError):
-        raise CheckpointError("checkpoint has no readable 'config'") from None
-    current = {k: v for k, v in json.loads(config_json(config)).items() if k != "n_steps"}
-    if saved != current:
-        changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-        raise ValueError(f"cannot resume: the config differs from the checkpoint's in {changed}")
-
-
-@contextlib.contextmanager
-def restoring_state(path: Path) -> Iterator[None]:
-    """Context for loading optimiser and generator states from the checkpoint at ``path``: the
-    errors they raise on a state of another shape or kind become :class:`CheckpointError`."""
-    try:
-        yield
-    except (KeyError, ValueError, RuntimeError, TypeError) as exc:
-        raise CheckpointError(f"{path}: optimiser or generator state does not fit ({exc})") from None
-
-
-def load_resume_checkpoint(checkpoint_path: Path | None, resume: bool) -> dict[str, Any] | None:
-    """The checkpoint a ``fit(resume=True)`` continues from, or ``None`` when not resuming or when
-    ``checkpoint_path`` does not exist yet (the run then starts from scratch)."""
-    if not resume or checkpoint_path is None or not Path(checkpoint_path).exists():
-        return None
-    return load_checkpoint(checkpoint_path)
-
-
-class MetricsLogger:
-    """Appends one row of metrics per logging step to ``metrics.csv`` (columns fixed on first row).
-
-    ``path=None`` logs nothing. A new logger deletes an existing file, unless ``resume``: then it
-    appends to it, and with ``last_step`` it first drops the rows logged after that step (the
-    rows a crashed run wrote after the checkpoint it resumes from), so no step appears twice.
-    """
-
-    def __init__(self, path: Path | None, resume: bool = False, last_step: int | None = None):
-        self.path = Path(path) if path is not None else None
-        self._fields: list[str] | None = None
-        if self.path is not None and resume and self.path.exists():
-            if last_step is not None:
-                truncate_metrics(self.path, last_step)
-            with open(self.path, newline="") as fh:
-                header = next(csv.reader(fh), None)
-            self._fields = header
-        elif self.path is not None and self.path.exists():
-            self.path.unlink()
-
-    def log(self, step: int, metrics: dict[str, float]) -> None:
-        if self.path is None:
-            return
-        row = {"step": step, **metrics}
-        new = self._fields is None
-        if new:
-            self._fields = list(row)
-        with open(self.path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=self._fields, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-
-
-def truncate_metrics(path: Path, last_step: int) -> None:
-    """Drop the rows of the metrics CSV at ``path`` whose step is after ``last_step`` (header kept)."""
-    path = Path(path)
-    if not path.exists():
-        return
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
-    if not rows:
-        return
-    kept = [rows[0]] + [row for row in rows[1:] if row and int(float(row[0])) <= last_step]
-    with open(path, "w", newline="") as fh:
-        csv.writer(fh).writerows(kept)
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON with sorted keys, atomically (numpy values and dataclasses allowed)."""
-    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode())
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if hasattr(obj, "__dataclass_fields__"):
-        return asdict(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def write_run_config(run_dir: Path, algo: str, **fields: Any) -> None:
-    """Create ``run_dir`` and write its ``config.json``: ``{"algo": algo, **fields}`` with sorted keys.
-
-    The ``"algo"`` tag is the registry name that :func:`read_run_config` and
-    ``agents.registry.load_policy`` check; ``fields`` are the agent's (its ``config`` dataclass,
-    ``obs_dim``, ``action_dim``, ``seed``, ...).
-    """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / CONFIG_NAME, {"algo": algo, **fields})
-
-
-def read_run_config(run_dir: Path, expected_algo: str, parse: Callable[[dict[str, Any]], T]) -> T:
-    """``parse(meta)`` of the ``config.json`` in ``run_dir``, a run of ``expected_algo``.
-
-    ``parse`` turns the JSON object into what the caller needs (e.g. :func:`agent_run_fields`).
-    Raises :class:`CheckpointError` naming the file when it is a run of another algorithm, and
-    when it is missing, not JSON, not a JSON object, or ``parse`` raises ``KeyError``,
-    ``ValueError``, ``TypeError`` or ``OSError`` (a missing field, an invalid config value).
-    """
-    config_path = Path(run_dir) / CONFIG_NAME
-    try:
-        meta = json.loads(config_path.read_text())
-        if not isinstance(meta, dict):
-            raise TypeError(f"it holds a JSON {type(meta).__name__}, not an object")
-        if meta.get("algo") != expected_algo:
-            raise CheckpointError(f"{config_path} is for algo {meta.get('algo')!r}, not {expected_algo!r}")
-        return parse(meta)
-    except CheckpointError:
-        raise
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(
-            f"{config_path} is not a {expected_algo} run config ({type(exc).__name__}: {exc})"
-        ) from None
-
-
-def agent_run_fields(meta: dict[str, Any], config_class: type, device: str | None = None) -> tuple[Any, int, int, int]:
-    """``(config, obs_dim, action_dim, seed)`` of an offline agent's ``config.json`` object.
-
-    ``config`` is ``config_class.from_dict(meta["config"])``, with its ``device`` field replaced
-    by ``device`` unless that is ``None``.
-    """
-    values = dict(meta["config"])
-    if device is not None:
-        values["device"] = device
-    return config_class.from_dict(values), int(meta["obs_dim"]), int(meta["action_dim"]), int(meta["seed"])
-
-
-def config_from_dict(cls: type[T], values: dict[str, Any]) -> T:
-    """A config dataclass from its ``dataclasses.asdict``; unknown keys raise ``ValueError``."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} fields {unknown}")
-    return cls(**values)
-
-
-def check_fit_args(
-    n_steps: int | None,
-    default_n_steps: int,
-    *,
-    log_every: int,
-    checkpoint_every: int,
-    resume: bool,
-    out_dir: str | Path | None,
-) -> int:
-    """The run length of an agent's ``fit``: ``n_steps``, or ``default_n_steps`` (its config's) when ``None``.
-
-    Refuses (``ValueError``) ``n_steps < 1``, ``log_every < 1``, ``checkpoint_every < 0`` and
-    ``resume`` without the ``out_dir`` that holds the checkpoint.
-    """
-    n_steps = default_n_steps if n_steps is None else int(n_steps)
-    if n_steps < 1:
-        raise ValueError(f"n_steps must be >= 1, got {n_steps}")
-    if log_every < 1 or checkpoint_every < 0:
-        raise ValueError(f"log_every must be >= 1 and checkpoint_every >= 0, got {log_every}, {checkpoint_every}")
-    if resume and out_dir is None:
-        raise ValueError("resume=True needs the out_dir holding the checkpoint")
-    return n_steps
-
-
-@dataclass
-class FitResult:
-    """What :func:`fit_loop` returns: the step count reached and the last logging window's metric means."""
-
-    steps: int
-    last_metrics: dict[str, float]
-
-
-def fit_loop(
-    update: Callable[[int], dict[str, float]],
-    n_steps: int,
-    *,
-    start_step: int = 0,
-    log_every: int = 100,
-    logger: MetricsLogger | None = None,
-    checkpoint: Callable[[int], None] | None = None,
-    checkpoint_every: int = 0,
-    desc: str = "train",
-    show_progress: bool = True,
-) -> FitResult:
-    """Run ``update(step)`` for steps ``start_step .. n_steps - 1``.
-
-    Metrics returned by ``update`` are averaged over each ``log_every`` window and logged
-    with the step count; ``checkpoint(step_done)`` is called every ``checkpoint_every``
-    steps and at the end. The same loop serves every gradient-based agent.
-    """
-    window: dict[str, list[float]] = {}
-    last: dict[str, float] = {}
-    bar = tqdm(total=n_steps, initial=start_step, desc=desc, disable=not show_progress, dynamic_ncols=True)
-    for step in range(start_step, n_steps):
-        metrics = update(step)
-        for k, v in metrics.items():
-            window.setdefault(k, []).append(float(v))
-        done = step + 1
-        if done % log_every == 0 or done == n_steps:
-            last = {k: float(np.mean(v)) for k, v in window.items()}
-            window = {}
-            if logger is not None:
-                logger.log(done, last)
-            bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in list(last.items())[:3]})
-        if checkpoint is not None and checkpoint_every and done % checkpoint_every == 0 and done != n_steps:
-            checkpoint(done)
-        bar.update(1)
-    bar.close()
-    if checkpoint is not None and n_steps > start_step:
-        checkpoint(n_steps)
-    return FitResult(steps=n_steps, last_metrics=last)
-
-
-def open_run(
-    agent: Any,
-    n_steps: int,
-    out_dir: str | Path | None,
-    resume: bool,
-    *,
-    identity: dict[str, Any],
-    restore: Callable[[dict[str, Any], Path], None],
-    unit: str = "step",
-) -> tuple[bool, MetricsLogger | None]:
-    """The start every agent's ``fit`` shares once its networks, data and random streams are built.
-
-    With ``resume`` and a checkpoint in ``out_dir``: refuse it unless its run identity equals
-    ``identity`` and its config ``agent.config`` (:func:`check_resume`), load it with
-    ``restore(state, path)`` (which advances ``agent.step``) and refuse one beyond ``n_steps``.
-    Then write ``config.json`` (``agent._write_config``) and open ``metrics.csv`` (continued when
-    resuming) in ``out_dir``. Returns (resumed, logger); ``out_dir=None`` writes nothing and
-    gives no logger. ``unit`` names a step in errors (``step``, ``round``, ``env step``).
-    """
-    out = Path(out_dir) if out_dir is not None else None
-    path = out / CHECKPOINT_NAME if out is not None else None
-    state = load_resume_checkpoint(path, resume)
-    if state is not None:
-        check_resume(state, identity, agent.config)
-        restore(state, path)
-        if agent.step > n_steps:
-            raise ValueError(f"checkpoint is at {unit} {agent.step}, beyond n_steps={n_steps}")
-    logger = None
-    if out is not None:
-        agent._write_config(out)
-        logger = MetricsLogger(out / METRICS_NAME, resume=state is not None, last_step=agent.step)
-    return state is not None, logger
-
-
-def resume_and_fit(
-    agent: Any,
-    update: Callable[[int], dict[str, float]],
-    n_steps: int,
-    out_dir: str | Path | None,
-    resume: bool,
-    *,
-    identity: dict[str, Any],
-    restore: Callable[[dict[str, Any], Path], None],
-    checkpoint: Callable[[Path], None],
-    log_every: int,
-    checkpoint_every: int,
-    desc: str,
-    show_progress: bool,
-    unit: str = "step",
-) -> FitResult:
-    """:func:`open_run`, then :func:`fit_loop` from ``agent.step``, calling ``checkpoint(path)``
-    (``path`` = ``out_dir/checkpoint.pt``) every ``checkpoint_every`` steps and at the end."""
-    _, logger = open_run(agent, n_steps, out_dir, resume, identity=identity, restore=restore, unit=unit)
-    path = Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
-    return fit_loop(update, n_steps, start_step=agent.step, log_every=log_every, logger=logger,
-                    checkpoint=(lambda _step: checkpoint(path)) if path is not None else None,
-                    checkpoint_every=checkpoint_every, desc=desc, show_progress=show_progress)
-
-
-def check_seed(seed: Any) -> int:
-    """A non-negative int seed (numpy integers accepted, bools refused), or ``ValueError``."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    return int(seed)
-
-
-def seed_from(seq: np.random.SeedSequence) -> int:
-    """A torch seed from a ``SeedSequence``: 64 bits of its state shifted into ``[0, 2**63)``."""
-    return int(seq.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
-
-
-def set_torch_seed(seed: int) -> torch.Generator:
-    """Seed torch's global RNG (module initialisation) and return a dedicated generator."""
-    torch.manual_seed(seed)
-    gen = torch.Generator()
-    gen.manual_seed(seed)
-    return gen
-
-
-def sample_batch_indices(rng: np.random.Generator, n: int, batch_size: int) -> np.ndarray:
-    """Uniform indices with replacement into a buffer of ``n`` transitions."""
-    return rng.integers(0, n, size=batch_size)
-
-
-def data_to_tensors(data: TransitionArrays) -> dict[str, torch.Tensor]:
-    """The transition arrays as float32 tensors (``not_done`` = 1 - terminal)."""
-    return {
-        "obs": torch.as_tensor(data.observations, dtype=torch.float32),
-        "action": torch.as_tensor(data.actions, dtype=torch.float32),
-        "reward": torch.as_tensor(data.rewards, dtype=torch.float32).reshape(-1, 1),
-        "next_obs": torch.as_tensor(data.next_observations, dtype=torch.float32),
-        "not_done": torch.as_tensor(1.0 - data.terminals.astype(np.float32)).reshape(-1, 1),
-    }
-
-
-def data_fingerprint(data: TransitionArrays) -> str:
-    """SHA-256 hex digest of the arrays that define training (observations, actions, rewards,
-    next_observations, terminals, timeouts): checkpoints store it to refuse resuming on other data."""
-    digest = hashlib.sha256()
-    for field in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts"):
-        digest.update(np.ascontiguousarray(getattr(data, field)).tobytes())
-    return digest.hexdigest()
-
-
-def check_transitions(data: Any, *, actions_in_box: bool = True) -> None:
-    """Refuse (``ValueError``) data an agent would silently mistrain on.
-
-    ``data`` must be a non-empty :class:`TransitionArrays` with positive observation and action
-    sizes and finite observations, actions, rewards and next observations; with
-    ``actions_in_box`` its actions must lie in ``[-1, 1]`` (the policies' tanh range).
-    """
-    if not isinstance(data, TransitionArrays):
-        raise ValueError(f"data must be a TransitionArrays, got {type(data).__name__}")
-    if len(data) < 1:
-        raise ValueError("data holds no transitions")
-    if data.action_dim < 1 or data.obs_dim < 1:
-        raise ValueError(f"data has obs_dim {data.obs_dim} and action_dim {data.action_dim}")
-    if data.next_observations.shape != data.observations.shape:
-        raise ValueError(
-            f"next_observations have shape {data.next_observations.shape}, observations {data.observations.shape}"
-        )
-    for name in ("observations", "actions", "rewards", "next_observations"):
-        if not np.all(np.isfinite(getattr(data, name))):
-            raise ValueError(f"data.{name} holds non-finite values (NaN or infinite)")
-    if actions_in_box and np.abs(data.actions).max() > 1.0:
-        raise ValueError(f"data.actions must lie in [-1, 1] (the policies' tanh range), "
-                         f"max |a| = {np.abs(data.actions).max()}")
+
+from agents.checkpoint import (
+    CHECKPOINT_NAME,
+    CheckpointError,
+    check_checkpoint,
+    check_resume,
+    config_json,
+    load_checkpoint,
+    load_resume_checkpoint,
+    save_checkpoint,
+)
+from agents.config import ConfigBase
+from agents.run_dir import METRICS_NAME, MetricsLogger, agent_run_fields, read_run_config, write_run_config
+from agents.seeding import check_seed
+from agents.training_loop import FitResult, check_fit_args, fit_loop
+
+
+class Agent:
+    """Base of the trainable agents; after ``fit`` (or ``load``) an agent is an :class:`agents.policy.Policy`."""
+
+    algo_name: ClassVar[str]
+    """Registry name, the ``"algo"`` tag of ``config.json`` and of the checkpoint."""
+    config_class: ClassVar[type[ConfigBase]]
+    checkpoint_format: ClassVar[str]
+    """The ``"format"`` tag of the checkpoint."""
+    checkpoint_kind: ClassVar[str]
+    """The checkpoint in error messages ("a BatchRL-MTF checkpoint")."""
+    checkpoint_keys: ClassVar[tuple[str, ...]] = ()
+    """Keys the algorithm's part of a checkpoint must hold."""
+    step_unit: ClassVar[str] = "step"
+    """What one step of ``fit`` is, in errors ("step", "round", "env step")."""
+    default_log_every: ClassVar[int] = 1000
+    default_checkpoint_every: ClassVar[int] = 10_000
+    requires_data: ClassVar[bool] = True
+    stochastic: ClassVar[bool] = False
+
+    def __init__(self, config: ConfigBase | None = None):
+        config = self.config_class() if config is None else config
+        if type(config) is not self.config_class:
+            raise ValueError(f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config = config
+        self.seed: int | None = None
+        self.step = 0
+
+    # ------------------------------------------------------------------ training
+    def fit(
+        self,
+        data: Any = None,
+        n_steps: int | None = None,
+        *,
+        seed: int,
+        out_dir: str | Path | None = None,
+        resume: bool = False,
+        show_progress: bool = True,
+        log_every: int | None = None,
+        checkpoint_every: int | None = None,
+    ) -> FitResult:
+        """Train for ``n_steps`` steps (default ``config.n_steps``) from scratch or from a checkpoint.
+
+        Args:
+            data: the logged transitions (offline agents); online agents take ``None``.
+            n_steps: total steps of the run (a resumed run continues up to it).
+            seed: all randomness of the run.
+            out_dir: run directory for ``config.json``, ``metrics.csv`` and ``checkpoint.pt``
+                (written every ``checkpoint_every`` steps and at the end); ``None`` writes nothing.
+            resume: continue from ``out_dir/checkpoint.pt`` (bitwise the same result as an
+                uninterrupted run); starts from scratch when there is no checkpoint yet.
+                Refused (``ValueError``) when the seed, config, data or world differ.
+            show_progress: tqdm progress bar.
+            log_every: steps per metrics row (metrics are means over the window); default
+                ``default_log_every``.
+            checkpoint_every: steps between checkpoints (0: only at the end); default
+                ``default_checkpoint_every``.
+
+        Without ``resume`` every call starts from a freshly initialised agent.
+        """
+        log_every = self.default_log_every if log_every is None else int(log_every)
+        checkpoint_every = self.default_checkpoint_every if checkpoint_every is None else int(checkpoint_every)
+        n_steps = check_fit_args(n_steps, self.config.n_steps, log_every=log_every,
+                                 checkpoint_every=checkpoint_every, resume=resume, out_dir=out_dir)
+        self._check_fit_args(n_steps, log_every, checkpoint_every)
+        out = Path(out_dir) if out_dir is not None else None
+        with self._rng_scope():
+            try:
+                self._start_fit(data, check_seed(seed), n_steps, log_every)
+                logger = self._open_run(n_steps, out, resume)
+                return self._train(n_steps, out, logger, log_every, checkpoint_every, show_progress)
+            finally:
+                self._end_fit()
+
+    def _open_run(self, n_steps: int, out: Path | None, resume: bool) -> MetricsLogger | None:
+        """Resume from ``out/checkpoint.pt`` when asked and it exists, write ``config.json`` and open
+        ``metrics.csv`` (continued when resuming). ``out=None`` writes nothing and gives no logger."""
+        state = load_resume_checkpoint(out / CHECKPOINT_NAME if out is not None else None, resume)
+        if state is not None:
+            check_resume(state, self._run_identity(), self.config)
+            self._restore(state, out / CHECKPOINT_NAME, training=True)
+            if self.step > n_steps:
+                raise ValueError(f"checkpoint is at {self.step_unit} {self.step}, beyond n_steps={n_steps}")
+        if out is None:
+            return None
+        self._write_config(out)
+        return MetricsLogger(out / METRICS_NAME, resume=state is not None, last_step=self.step)
+
+    def _train(self, n_steps: int, out: Path | None, logger: MetricsLogger | None, log_every: int,
+               checkpoint_every: int, show_progress: bool) -> FitResult:
+        """:func:`fit_loop` over :meth:`_train_step` from ``self.step``, checkpointing into ``out``."""
+        checkpoint = (lambda _step: self._save_checkpoint(out, training=True)) if out is not None else None
+        return fit_loop(self._train_step, n_steps, start_step=self.step, log_every=log_every, logger=logger,
+                        checkpoint=checkpoint, checkpoint_every=checkpoint_every, desc=self.algo_name,
+                        show_progress=show_progress)
+
+    # ------------------------------------------------------------------ save and load
+    def save(self, run_dir: str | Path) -> None:
+        """Write ``config.json`` and ``checkpoint.pt`` (and the agent's extra files) into ``run_dir``."""
+        self._require_trained()
+        run_dir = Path(run_dir)
+        self._write_config(run_dir)
+        self._save_checkpoint(run_dir, training=False)
+
+    def _save_checkpoint(self, run_dir: Path, training: bool) -> None:
+        """``checkpoint.pt`` (``training``: written by ``fit``, with everything a resume needs) and the
+        agent's extra files."""
+        save_checkpoint(run_dir / CHECKPOINT_NAME, {
+            "format": self.checkpoint_format, "algo": self.algo_name, "step": self.step, **self._run_identity(),
+            "config": config_json(self.config), **self._algo_state(training),
+        })
+        self._write_extra_files(run_dir)
+
+    def _write_config(self, run_dir: Path) -> None:
+        write_run_config(run_dir, self.algo_name, config=asdict(self.config), **self._run_config_fields())
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str | None = None) -> "Agent":
+        """The agent saved in ``run_dir`` (by ``fit(out_dir=...)`` or ``save``), ready to ``act``.
+
+        ``device`` overrides the saved config's device (agents with one). Raises
+        :class:`CheckpointError` for a missing, foreign (another algorithm's), truncated, unsafe
+        (pickled code is never executed) or mismatched file.
+        """
+        run_dir = Path(run_dir)
+        agent = read_run_config(run_dir, cls.algo_name, lambda meta: cls._from_run_config(meta, device))
+        path = run_dir / CHECKPOINT_NAME
+        state = load_checkpoint(path)
+        with agent._rng_scope():
+            agent._build_for_load()
+            agent._restore(state, path, training=False)
+        return agent
+
+    def _restore(self, state: dict[str, Any], path: Path, training: bool) -> None:
+        """Check a loaded checkpoint's format, keys and algorithm, load the algorithm's state and the step."""
+        check_checkpoint(state, path, self.checkpoint_format, ("algo", "step", *self.checkpoint_keys),
+                         self.checkpoint_kind)
+        if state["algo"] != self.algo_name:
+            raise CheckpointError(f"{path} holds a {state['algo']!r} checkpoint, not {self.algo_name!r}")
+        self._load_state(state, path, training)
+        self.step = int(state["step"])
+
+    # ------------------------------------------------------------------ the policy
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """``obs (B, obs_dim) float32 -> (B, action_dim) float32`` in ``[-1, 1]`` (:class:`agents.policy.Policy`)."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The trained weights by name (what the determinism and resume tests compare)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ hooks
+    def _rng_scope(self) -> ContextManager[None]:
+        """Context of ``fit`` and ``load`` (a library that draws from global generators scopes them here)."""
+        return contextlib.nullcontext()
+
+    def _check_fit_args(self, n_steps: int, log_every: int, checkpoint_every: int) -> None:
+        """Further checks of ``fit``'s arguments (``ValueError``)."""
+
+    def _start_fit(self, data: Any, seed: int, n_steps: int, log_every: int) -> None:
+        """Build the agent afresh for ``seed`` (networks, optimisers, random streams, data); ``step = 0``."""
+        raise NotImplementedError
+
+    def _train_step(self, step: int) -> dict[str, float]:
+        """One gradient step or online round; returns its metrics; advances ``self.step`` to ``step + 1``."""
+        raise NotImplementedError
+
+    def _end_fit(self) -> None:
+        """Drop what only training needs (the data, workspaces, environments)."""
+
+    def _run_identity(self) -> dict[str, Any]:
+        """What a checkpoint must share with this run to be resumed (besides the config)."""
+        raise NotImplementedError
+
+    def _run_config_fields(self) -> dict[str, Any]:
+        """``config.json`` fields besides ``algo`` and ``config``."""
+        raise NotImplementedError
+
+    @classmethod
+    def _from_run_config(cls, meta: dict[str, Any], device: str | None) -> "Agent":
+        """The agent described by a ``config.json`` object, networks not built yet."""
+        raise NotImplementedError
+
+    def _build_for_load(self) -> None:
+        """Build the networks of a loaded agent (from its ``config.json`` fields) before its state is loaded."""
+
+    def _algo_state(self, training: bool) -> dict[str, Any]:
+        """The algorithm's part of the checkpoint (weights; with ``training`` whatever a resume needs)."""
+        raise NotImplementedError
+
+    def _load_state(self, state: dict[str, Any], path: Path, training: bool) -> None:
+        """Load :meth:`_algo_state`'s part of a checkpoint (``training``: for a resume)."""
+        raise NotImplementedError
+
+    def _write_extra_files(self, run_dir: Path) -> None:
+        """Files written next to every checkpoint besides ``checkpoint.pt`` (``budget.json``, ...)."""
+
+    def _require_trained(self) -> None:
+        """Raise ``RuntimeError`` when there is nothing trained to act with or save."""
+        raise NotImplementedError
+
+
+class OfflineAgent(Agent):
+    """An agent trained on logged transitions: ``config.json`` holds ``obs_dim``, ``action_dim`` and
+    ``seed``; its config has a ``device``."""
+
+    def __init__(self, config: ConfigBase | None = None):
+        super().__init__(config)
+        self.obs_dim: int | None = None
+        self.action_dim: int | None = None
+        self._fingerprint = ""
+
+    def _run_identity(self) -> dict[str, Any]:
+        return {"seed": self.seed, "obs_dim": self.obs_dim, "action_dim": self.action_dim,
+                "data_fingerprint": self._fingerprint, "device_type": torch.device(self.config.device).type}
+
+    def _run_config_fields(self) -> dict[str, Any]:
+        return {"obs_dim": self.obs_dim, "action_dim": self.action_dim, "seed": self.seed}
+
+    @classmethod
+    def _from_run_config(cls, meta: dict[str, Any], device: str | None) -> "OfflineAgent":
+        config, obs_dim, action_dim, seed = agent_run_fields(meta, cls.config_class, device)
+        agent = cls(config)
+        agent.obs_dim, agent.action_dim, agent.seed = obs_dim, action_dim, seed
+        return agent
+

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -57,28 +57,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.base import (
-    CHECKPOINT_NAME,
-    CheckpointError,
-    FitResult,
-    agent_run_fields,
-    check_checkpoint,
-    check_fit_args,
-    check_seed,
-    check_transitions,
-    config_from_dict,
-    config_json,
-    data_fingerprint,
-    data_to_tensors,
-    load_checkpoint,
-    load_module_state,
-    read_run_config,
-    restoring_state,
-    resume_and_fit,
-    save_checkpoint,
-    seed_from,
-    write_run_config,
-)
+from agents.base import OfflineAgent
+from agents.checkpoint import CheckpointError, load_module_state, restoring_state
+from agents.config import ConfigBase
+from agents.data import check_transitions, data_fingerprint, data_to_tensors
+from agents.seeding import check_seed, seed_from
 from agents.nets import ObsConditionedMLP
 from agents.policy import check_obs_batch
 from mtf_env.transitions import TransitionArrays
@@ -91,7 +74,7 @@ ACT_CHUNK_STATES = 256
 
 
 @dataclass(frozen=True)
-class BatchRLMTFConfig:
+class BatchRLMTFConfig(ConfigBase):
     """Hyperparameters of BatchRL-MTF. Defaults are the paper's; the rest come from BCQ's code."""
 
     rho: float = 0.15
@@ -138,31 +121,16 @@ class BatchRLMTFConfig:
     """Torch device for training and acting ("cpu", "cuda", "cuda:1", ...); not a paper setting."""
 
     def __post_init__(self) -> None:
-        for name in ("rho", "lr_vae", "lr_perturbation", "lr_critic", "kl_weight", "latent_clip"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"BatchRLMTFConfig.{name} must be > 0, got {getattr(self, name)}")
-        if not 0 <= self.gamma < 1:
-            raise ValueError(f"BatchRLMTFConfig.gamma must be in [0, 1), got {self.gamma}")
-        if not 0 < self.eta_t <= 1:
-            raise ValueError(f"BatchRLMTFConfig.eta_t must be in (0, 1], got {self.eta_t}")
-        for name in ("target_update_every", "batch_size", "buffer_size", "n_steps", "n_target_samples",
-                     "n_action_samples"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"BatchRLMTFConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("actor_hidden", "critic_hidden", "vae_hidden"):
-            sizes = tuple(int(h) for h in getattr(self, name))
-            if not sizes or min(sizes) < 1:
-                raise ValueError(f"BatchRLMTFConfig.{name} must be non-empty positive widths, got {sizes}")
-            object.__setattr__(self, name, sizes)  # lists from JSON become tuples
-        if self.latent_dim is not None and self.latent_dim < 1:
-            raise ValueError(f"BatchRLMTFConfig.latent_dim must be >= 1 or None, got {self.latent_dim}")
+        self.check_positive("rho", "lr_vae", "lr_perturbation", "lr_critic", "kl_weight", "latent_clip")
+        self.check_range("gamma", 0.0, 1.0, high_open=True)
+        self.check_range("eta_t", 0.0, 1.0, low_open=True)
+        self.check_positive_ints("target_update_every", "batch_size", "buffer_size", "n_steps", "n_target_samples",
+                                 "n_action_samples")
+        self.check_widths("actor_hidden", "critic_hidden", "vae_hidden")
+        if self.latent_dim is not None:
+            self.check_positive_ints("latent_dim")
         if self.vae_log_std_min >= self.vae_log_std_max:
             raise ValueError("BatchRLMTFConfig.vae_log_std_min must be below vae_log_std_max")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "BatchRLMTFConfig":
-        """Inverse of ``dataclasses.asdict``; unknown keys raise ``ValueError``."""
-        return config_from_dict(cls, values)
 
 
 class Batch(NamedTuple):
@@ -202,7 +170,7 @@ class BCQNetworks(nn.Module):
                 (self.perturbation_target, self.perturbation)]
 
 
-class BatchRLMTF:
+class BatchRLMTF(OfflineAgent):
     """The BatchRL-MTF agent; after ``fit`` (or ``load``) it is a :class:`agents.policy.Policy`.
 
     Usage::
@@ -214,18 +182,19 @@ class BatchRLMTF:
 
     A run directory holds ``config.json`` (algo, config, obs_dim, action_dim, seed),
     ``metrics.csv`` and ``checkpoint.pt`` (networks, targets, optimisers, step, generator
-    state; loaded with ``weights_only=True``).
+    state; loaded with ``weights_only=True``). ``fit``, ``save``, ``load`` and resuming are
+    :class:`agents.base.Agent`'s; this class builds the networks and runs the four updates.
     """
 
     algo_name = ALGO_NAME
+    config_class = BatchRLMTFConfig
+    checkpoint_format = CHECKPOINT_FORMAT
+    checkpoint_kind = "a BatchRL-MTF checkpoint"
+    checkpoint_keys = ("nets", "optimizers", "generator")
 
     def __init__(self, config: BatchRLMTFConfig | None = None):
-        self.config = config if config is not None else BatchRLMTFConfig()
+        super().__init__(config)
         self.device = torch.device(self.config.device)
-        self.obs_dim: int | None = None
-        self.action_dim: int | None = None
-        self.seed: int | None = None
-        self.step = 0
         self.nets: BCQNetworks | None = None
         self._buffer: dict[str, torch.Tensor] = {}
         self._workspace: dict[str, list[torch.Tensor]] | None = None
@@ -392,49 +361,13 @@ class BatchRLMTF:
         self._metric_sums, self._metric_count = {}, 0
         return out
 
-    # ------------------------------------------------------------------ training
-    def fit(
-        self,
-        data: TransitionArrays,
-        n_steps: int | None = None,
-        *,
-        seed: int,
-        out_dir: str | Path | None = None,
-        resume: bool = False,
-        show_progress: bool = True,
-        log_every: int = 1000,
-        checkpoint_every: int = 10_000,
-    ) -> FitResult:
-        """Train for ``n_steps`` gradient steps (default ``config.n_steps``) from scratch or from a checkpoint.
-
-        Args:
-            data: logged transitions; the replay buffer is its last ``config.buffer_size`` rows.
-            n_steps: total gradient steps of the run (a resumed run continues up to it).
-            seed: all randomness of the run (weights, minibatches, latent noise, act's candidates).
-            out_dir: run directory for ``config.json``, ``metrics.csv`` and ``checkpoint.pt``
-                (written every ``checkpoint_every`` steps and at the end); ``None`` writes nothing.
-            resume: continue from ``out_dir/checkpoint.pt`` (bitwise the same result as an
-                uninterrupted run); starts from scratch when there is no checkpoint yet.
-                Refused (``ValueError``) when the seed, config, data or observation size differ.
-            show_progress: tqdm progress bar.
-            log_every: steps per metrics row (metrics are means over the window).
-
-        Without ``resume`` every call starts from freshly initialised networks.
-        """
-        n_steps = check_fit_args(n_steps, self.config.n_steps, log_every=log_every,
-                                 checkpoint_every=checkpoint_every, resume=resume, out_dir=out_dir)
+    # ------------------------------------------------------------------ training (Agent's hooks)
+    def _start_fit(self, data: TransitionArrays, seed: int, n_steps: int, log_every: int) -> None:
         self.prepare(data, seed)
         self._log_every, self._n_steps = int(log_every), n_steps
-        try:
-            return resume_and_fit(
-                self, self._train_step, n_steps, out_dir, resume,
-                identity=self._run_identity(),
-                restore=lambda state, path: self._load_state(state, path, training=True),
-                checkpoint=lambda path: save_checkpoint(path, self._checkpoint_state()),
-                log_every=log_every, checkpoint_every=checkpoint_every, desc=ALGO_NAME, show_progress=show_progress,
-            )
-        finally:
-            self._buffer, self._workspace = {}, None  # a trained policy keeps neither the data nor the workspace
+
+    def _end_fit(self) -> None:
+        self._buffer, self._workspace = {}, None  # a trained policy keeps neither the data nor the workspace
 
     def prepare(self, data: TransitionArrays, seed: int) -> "BatchRLMTF":
         """Fresh networks, optimisers and random streams for ``seed``, and the replay buffer of ``data``
@@ -493,29 +426,22 @@ class BatchRLMTF:
         """Flat ``{"<network>.<parameter>": tensor}`` of every network, targets included."""
         return dict(self._require_nets().state_dict())
 
-    def _run_identity(self) -> dict[str, Any]:
-        """What a checkpoint must share with this run to be resumed (besides the config)."""
-        return {
-            "seed": self.seed, "obs_dim": self.obs_dim, "action_dim": self.action_dim,
-            "data_fingerprint": getattr(self, "_fingerprint", ""), "device_type": self.device.type,
-        }
+    def _build_for_load(self) -> None:
+        self._build(self.obs_dim, self.action_dim, self.seed)
 
-    def _checkpoint_state(self) -> dict[str, Any]:
+    def _require_trained(self) -> None:
+        self._require_nets()
+
+    def _algo_state(self, training: bool) -> dict[str, Any]:
+        """Networks and targets, optimisers and the training generator (the same for ``save`` and ``fit``)."""
         return {
-            "format": CHECKPOINT_FORMAT,
-            "algo": ALGO_NAME,
-            "step": self.step,
-            **self._run_identity(),
-            "config": config_json(self.config),
             "nets": {k: v.detach().cpu() for k, v in self.nets.state_dict().items()},
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
             "generator": self.generator.get_state(),
         }
 
     def _load_state(self, state: dict[str, Any], path: Path, training: bool) -> None:
-        """Load networks (and for ``training`` the optimisers, generator and step) from ``state``."""
-        check_checkpoint(state, path, CHECKPOINT_FORMAT, ("step", "nets", "optimizers", "generator"),
-                         "a BatchRL-MTF checkpoint")
+        """Load networks (and for ``training`` the optimisers and generator) from ``state``."""
         if not isinstance(state["nets"], dict):
             raise CheckpointError(f"{path}: 'nets' is not a state dict")
         load_module_state(self.nets, state["nets"], f"{path} networks")
@@ -525,31 +451,3 @@ class BatchRLMTF:
             for name, opt in self.optimizers.items():
                 opt.load_state_dict(state["optimizers"][name])
             self.generator.set_state(state["generator"])
-        self.step = int(state["step"])
-
-    def _write_config(self, run_dir: Path) -> None:
-        write_run_config(run_dir, ALGO_NAME, config=asdict(self.config), obs_dim=self.obs_dim,
-                         action_dim=self.action_dim, seed=self.seed)
-
-    def save(self, run_dir: str | Path) -> None:
-        """Write ``config.json`` and ``checkpoint.pt`` (complete training state) into ``run_dir``."""
-        self._require_nets()
-        self._write_config(Path(run_dir))
-        save_checkpoint(Path(run_dir) / CHECKPOINT_NAME, self._checkpoint_state())
-
-    @classmethod
-    def load(cls, run_dir: str | Path, device: str | None = None) -> "BatchRLMTF":
-        """The agent saved in ``run_dir`` (by ``fit(out_dir=...)`` or ``save``), ready to ``act``.
-
-        ``device`` overrides the saved config's device. Raises :class:`CheckpointError` for a
-        missing, foreign, truncated, unsafe (pickled code is never executed) or mismatched file.
-        """
-        run_dir = Path(run_dir)
-        config, obs_dim, action_dim, seed = read_run_config(
-            run_dir, ALGO_NAME, lambda meta: agent_run_fields(meta, BatchRLMTFConfig, device))
-        state = load_checkpoint(run_dir / CHECKPOINT_NAME)
-        agent = cls(config)
-        agent._build(obs_dim, action_dim, seed)
-        agent._load_state(state, run_dir / CHECKPOINT_NAME, training=False)
-        agent.step = int(state["step"])
-        return agent

@@ -42,23 +42,22 @@ Run directory: ``config.json`` (algo, config, sim_config, obs_dim, seed), ``metr
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
-from agents.base import (CHECKPOINT_NAME, CheckpointError, FitResult, check_checkpoint, check_fit_args, check_seed,
-                         config_from_dict, config_json, load_checkpoint, read_run_config, save_checkpoint,
-                         write_json, write_run_config)
+from agents.checkpoint import CheckpointError
+from agents.config import ConfigBase
 from agents.baseline_settings import BO_N_RESTARTS_OPTIMIZER, BO_NORMALIZE_Y
-from agents.online import (BUDGET_NAME, OnlineBudget, check_data, draw_users, normalise_reward, resolve_sim_config,
-                           rollout_objective, round_rng, run_online_fit, sim_config_json)
+from agents.online import (OnlineAgent, OnlineBudget, draw_users, normalise_reward, rollout_objective, round_rng)
 from agents.policy import check_obs_batch
 from agents.static import StaticPolicy
 from mtf_env.config import SimConfig
-from mtf_env.core import Simulator, obs_dim as world_obs_dim
+from mtf_env.core import Simulator
+from mtf_env.files import write_json
 from mtf_env.fusion import PRODUCTION_ALPHA, action_to_alpha, alpha_to_action
 from mtf_env.rewards import reward_weights
 from mtf_env.rollout import rollout_sessions
@@ -73,7 +72,7 @@ _STREAM_DESIGN, _STREAM_USERS, _STREAM_ROLLOUT, _STREAM_GP, _STREAM_CANDIDATES =
 
 
 @dataclass(frozen=True)
-class BOConfig:
+class BOConfig(ConfigBase):
     """Settings of Bayesian optimisation over static fusion weights."""
 
     n_steps: int = 60
@@ -106,22 +105,16 @@ class BOConfig:
     """Sessions simulated together in a round (speed only; results depend on it through CRN blocks)."""
 
     def __post_init__(self) -> None:
-        for name in ("n_steps", "n_users", "n_init", "n_candidates", "rollout_batch"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"BOConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.n_users < 2:
-            raise ValueError("BOConfig.n_users must be >= 2 (the objective's standard error is over users)")
-        if self.gp_restarts < 0 or self.kappa < 0 or self.local_std <= 0 or not 0 <= self.local_fraction <= 1:
-            raise ValueError("BOConfig needs gp_restarts >= 0, kappa >= 0, local_std > 0, 0 <= local_fraction <= 1")
+        self.check_positive_ints("n_steps", "n_init", "n_candidates", "rollout_batch")
+        self.check_positive_ints("n_users", minimum=2)  # the objective's standard error is over users
+        self.check_positive_ints("gp_restarts", minimum=0)
+        self.check_range("kappa", 0.0, float("inf"))
+        self.check_positive("local_std")
+        self.check_range("local_fraction", 0.0, 1.0)
         if self.objective not in ("session", "discounted"):
             raise ValueError(f"BOConfig.objective must be 'session' or 'discounted', got {self.objective!r}")
-        if not 0 < self.gamma <= 1:
-            raise ValueError(f"BOConfig.gamma must lie in (0, 1], got {self.gamma}")
+        self.check_range("gamma", 0.0, 1.0, low_open=True)
         normalise_reward(self)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "BOConfig":
-        return config_from_dict(cls, values)
 
 
 def _gp_regressor(config: BOConfig, random_state: int):
@@ -139,7 +132,7 @@ def _seed_int(rng: np.random.Generator) -> int:
     return int(rng.integers(0, 2**31 - 1))
 
 
-class BayesianOptimisation:
+class BayesianOptimisation(OnlineAgent):
     """The ``bo`` baseline; after ``fit`` (or ``load``) a static :class:`agents.policy.Policy`.
 
     Usage::
@@ -152,15 +145,13 @@ class BayesianOptimisation:
 
     algo_name = ALGO_NAME
     config_class = BOConfig
-    requires_data = False
-    stochastic = False
+    checkpoint_format = CHECKPOINT_FORMAT
+    checkpoint_kind = "a bo checkpoint"
+    checkpoint_keys = ("action", "observed_actions", "observed_values", "observed_se", "budget")
+    budget_unit = "online A/B rounds of fresh sessions"
 
-    def __init__(self, config: BOConfig | None = None, sim_config: SimConfig | Mapping[str, Any] | None = None):
-        self.config = config if config is not None else BOConfig()
-        self.sim_config = resolve_sim_config(sim_config)
-        self.obs_dim = world_obs_dim(self.sim_config)
-        self.seed: int | None = None
-        self.step = 0
+    def __init__(self, config: BOConfig | None = None, sim_config: SimConfig | dict[str, Any] | None = None):
+        super().__init__(config, sim_config)
         self.action: np.ndarray | None = None
         self._reset_history()
 
@@ -221,12 +212,12 @@ class BayesianOptimisation:
         self.budget.add_rollout(rolled)
         return rollout_objective(rolled, reward_weights(cfg.reward), cfg.objective)
 
-    def _round(self, sim: Simulator, round_index: int) -> dict[str, float]:
+    def _train_step(self, round_index: int) -> dict[str, float]:
         """One online round: propose, evaluate on fresh users, refit the GP (fit_loop's ``update``)."""
         if self._gp is None:
             self._gp = self._fit_gp()  # after a resume
         point, acquisition = self._propose(round_index)
-        value, se = self._evaluate_point(sim, point, round_index)
+        value, se = self._evaluate_point(self._sim, point, round_index)
         self.observed_actions = np.vstack([self.observed_actions, point[None]])
         self.observed_values = np.append(self.observed_values, value)
         self.observed_se = np.append(self.observed_se, se)
@@ -245,27 +236,12 @@ class BayesianOptimisation:
         }
         return metrics
 
-    # ------------------------------------------------------------------ training
-    def fit(self, data: TransitionArrays | None = None, n_steps: int | None = None, *, seed: int,
-            out_dir: str | Path | None = None, resume: bool = False, show_progress: bool = True) -> FitResult:
-        """Run ``n_steps`` online rounds (default ``config.n_steps``) from scratch or from a checkpoint.
-
-        Args:
-            data: ignored (``bo`` learns online); if given, its observation size must match the world's.
-            n_steps: total online rounds of the run (a resumed run continues up to it).
-            seed: every random choice of the run (design points, users, rollouts, GP restarts, candidates).
-            out_dir: run directory (see the module docstring); ``None`` writes nothing.
-            resume: continue from ``out_dir/checkpoint.pt`` (identical to an uninterrupted run);
-                starts afresh when there is none; refused when the seed, config or world differ.
-            show_progress: tqdm bar over rounds.
-        """
-        check_data(data, self.obs_dim, ALGO_NAME)
-        n_steps = check_fit_args(n_steps, self.config.n_steps, log_every=1, checkpoint_every=1, resume=resume,
-                                 out_dir=out_dir)
-        self.seed, self.step, self.action = check_seed(seed), 0, None
+    # ------------------------------------------------------------------ training (Agent's hooks)
+    def _start_fit(self, data: TransitionArrays | None, seed: int, n_steps: int, log_every: int) -> None:
+        """Fresh history; ``fit(n_steps=...)`` counts online rounds, initial design included."""
+        super()._start_fit(data, seed, n_steps, log_every)
+        self.action = None
         self._reset_history()
-        return run_online_fit(self, self._round, n_steps, out_dir, resume, unit="round", desc=ALGO_NAME,
-                              show_progress=show_progress)
 
     # ------------------------------------------------------------------ acting
     def _require_action(self) -> np.ndarray:
@@ -293,28 +269,19 @@ class BayesianOptimisation:
             "observed_se": torch.as_tensor(self.observed_se.copy()),
         }
 
-    def _write_config(self, run_dir: Path) -> None:
-        write_run_config(run_dir, ALGO_NAME, config=asdict(self.config), sim_config=self.sim_config.to_json(),
-                         obs_dim=self.obs_dim, seed=self.seed)
+    def _require_trained(self) -> None:
+        self._require_action()
 
-    def save(self, run_dir: str | Path) -> None:
-        """Write ``config.json``, ``checkpoint.pt``, ``policy.json`` and ``budget.json`` into ``run_dir``."""
-        action = self._require_action()
-        run_dir = Path(run_dir)
-        self._write_config(run_dir)
-        save_checkpoint(run_dir / CHECKPOINT_NAME, {
-            "format": CHECKPOINT_FORMAT, "algo": ALGO_NAME, "step": self.step, "seed": self.seed,
-            "config": config_json(self.config), "sim_config": sim_config_json(self.sim_config),
-            "budget": self.budget.to_json(), **self.state_dict(),
-        })
-        write_json(run_dir / POLICY_NAME, {"action": action.tolist(), "alpha": action_to_alpha(action).tolist()})
-        write_json(run_dir / BUDGET_NAME, {"algo": ALGO_NAME, "unit": "online A/B rounds of fresh sessions",
-                                           **self.budget.to_json()})
+    def _algo_state(self, training: bool) -> dict[str, Any]:
+        return {"budget": self.budget.to_json(), **self.state_dict()}
 
-    def _load_state(self, state: dict[str, Any], path: Path) -> None:
-        check_checkpoint(state, path, CHECKPOINT_FORMAT,
-                         ("step", "action", "observed_actions", "observed_values", "observed_se", "budget"),
-                         "a bo checkpoint")
+    def _write_extra_files(self, run_dir: Path) -> None:
+        """``policy.json`` (the selected weights) and ``budget.json``."""
+        write_json(run_dir / POLICY_NAME,
+                   {"action": self.action.tolist(), "alpha": action_to_alpha(self.action).tolist()})
+        super()._write_extra_files(run_dir)
+
+    def _load_state(self, state: dict[str, Any], path: Path, training: bool) -> None:
         try:
             action = state["action"].numpy().astype(np.float32)
             xs, ys = state["observed_actions"].numpy(), state["observed_values"].numpy()
@@ -325,15 +292,4 @@ class BayesianOptimisation:
             raise CheckpointError(f"{path}: arrays have shapes {action.shape}, {xs.shape}, {ys.shape}, {ses.shape}")
         self.action, self.observed_actions, self.observed_values, self.observed_se = action, xs, ys, ses
         self.budget = OnlineBudget.from_json(state["budget"])
-        self.step = int(state["step"])
         self._gp = None  # refit from the history on the next round
-
-    @classmethod
-    def load(cls, run_dir: str | Path) -> "BayesianOptimisation":
-        """The agent saved in ``run_dir``; :class:`CheckpointError` for a missing, foreign or damaged run."""
-        run_dir = Path(run_dir)
-        agent, seed = read_run_config(run_dir, ALGO_NAME, lambda meta: (
-            cls(BOConfig.from_dict(meta["config"]), sim_config=meta["sim_config"]), check_seed(meta["seed"])))
-        agent.seed = seed
-        agent._load_state(load_checkpoint(run_dir / CHECKPOINT_NAME), run_dir / CHECKPOINT_NAME)
-        return agent

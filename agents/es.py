@@ -42,7 +42,7 @@ Run directory: ``config.json``, ``metrics.csv``, ``checkpoint.pt`` (``theta``, s
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -50,16 +50,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.base import (CHECKPOINT_NAME, CheckpointError, FitResult, check_checkpoint, check_fit_args, check_seed,
-                         config_from_dict, config_json, load_checkpoint, read_run_config, save_checkpoint, seed_from,
-                         write_json, write_run_config)
+from agents.checkpoint import CheckpointError
+from agents.config import ConfigBase
 from agents.baseline_settings import ES_SIGMA
 from agents.nets import mlp
-from agents.online import (BUDGET_NAME, OBJECTIVES, OnlineBudget, check_data, draw_users, normalise_reward,
-                           resolve_sim_config, rollout_objective, round_rng, run_online_fit, sim_config_json)
+from agents.online import (OBJECTIVES, OnlineAgent, OnlineBudget, draw_users, normalise_reward, rollout_objective,
+                           round_rng)
+from agents.seeding import seed_from
 from agents.policy import check_obs_batch
 from mtf_env.config import SimConfig
-from mtf_env.core import Simulator, obs_dim as world_obs_dim
+from mtf_env.core import Simulator
 from mtf_env.fusion import PRODUCTION_ALPHA, alpha_to_action
 from mtf_env.rewards import reward_weights
 from mtf_env.rollout import rollout_sessions
@@ -75,7 +75,7 @@ _ATANH_CLIP = 0.999
 
 
 @dataclass(frozen=True)
-class ESConfig:
+class ESConfig(ConfigBase):
     """Settings of the evolution strategy."""
 
     n_steps: int = 100
@@ -104,27 +104,16 @@ class ESConfig:
     """Sessions simulated together (speed only)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        for name in ("n_steps", "n_pairs", "n_users", "rollout_batch"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"ESConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.n_users < 2:
-            raise ValueError("ESConfig.n_users must be >= 2")
-        if not self.hidden or min(self.hidden) < 1:
-            raise ValueError(f"ESConfig.hidden must be non-empty positive widths, got {self.hidden}")
-        if not (self.sigma > 0 and self.lr > 0):
-            raise ValueError(f"ESConfig.sigma and lr must be > 0, got {self.sigma}, {self.lr}")
+        self.check_widths("hidden")
+        self.check_positive_ints("n_steps", "n_pairs", "rollout_batch")
+        self.check_positive_ints("n_users", minimum=2)
+        self.check_positive("sigma", "lr")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"ESConfig.objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.init not in ("production", "random"):
             raise ValueError(f"ESConfig.init must be 'production' or 'random', got {self.init!r}")
-        if not 0 < self.gamma <= 1:
-            raise ValueError(f"ESConfig.gamma must lie in (0, 1], got {self.gamma}")
+        self.check_range("gamma", 0.0, 1.0, low_open=True)
         normalise_reward(self)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "ESConfig":
-        return config_from_dict(cls, values)
 
 
 def centred_ranks(values: np.ndarray) -> np.ndarray:
@@ -163,7 +152,7 @@ class _FlatMLP:
         return h.astype(np.float32, copy=False)
 
 
-class EvolutionStrategy:
+class EvolutionStrategy(OnlineAgent):
     """The ``es`` baseline; after ``fit`` (or ``load``) a deterministic :class:`agents.policy.Policy`.
 
     Usage::
@@ -176,15 +165,15 @@ class EvolutionStrategy:
 
     algo_name = ALGO_NAME
     config_class = ESConfig
-    requires_data = False
-    stochastic = False
+    checkpoint_format = CHECKPOINT_FORMAT
+    checkpoint_kind = "an es checkpoint"
+    checkpoint_keys = ("theta", "budget")
+    step_unit = "iteration"
+    budget_unit = "candidate evaluations of fresh sessions"
+    budget_steps_key = "iterations"
 
     def __init__(self, config: ESConfig | None = None, sim_config: SimConfig | Mapping[str, Any] | None = None):
-        self.config = config if config is not None else ESConfig()
-        self.sim_config = resolve_sim_config(sim_config)
-        self.obs_dim = world_obs_dim(self.sim_config)
-        self.seed: int | None = None
-        self.step = 0
+        super().__init__(config, sim_config)
         self.theta: np.ndarray | None = None  # (n_params,) float32
         self.budget = OnlineBudget(users_per_round=self.config.n_users)
         # the network's layout: a template module (its weights are never used, theta is)
@@ -217,9 +206,9 @@ class EvolutionStrategy:
         self.budget.add_rollout(rolled)
         return rollout_objective(rolled, reward_weights(cfg.reward), cfg.objective)[0]
 
-    def _iteration(self, sim: Simulator, t: int) -> dict[str, float]:
+    def _train_step(self, t: int) -> dict[str, float]:
         """Evaluate ``2 * n_pairs`` antithetic candidates online and step theta (fit_loop's ``update``)."""
-        cfg = self.config
+        cfg, sim = self.config, self._sim
         eps = round_rng(self.seed, _STREAM_NOISE, t).standard_normal((cfg.n_pairs, self.n_params))  # (n, P)
         theta = self.theta.astype(np.float64)
         candidates = np.concatenate([theta + cfg.sigma * eps, theta - cfg.sigma * eps])  # (2n, P): + then -
@@ -249,28 +238,12 @@ class EvolutionStrategy:
             "online/requests": float(self.budget.requests),
         }
 
-    # ------------------------------------------------------------------ training
-    def fit(self, data: TransitionArrays | None = None, n_steps: int | None = None, *, seed: int,
-            out_dir: str | Path | None = None, resume: bool = False, show_progress: bool = True) -> FitResult:
-        """Run ``n_steps`` ES iterations (default ``config.n_steps``) from the initial weights or a checkpoint.
-
-        Args:
-            data: ignored (``es`` learns online); if given, its observation size must match the world's.
-            n_steps: total iterations of the run (a resumed run continues up to it).
-            seed: all randomness (initial weights, perturbations, users, rollouts).
-            out_dir: run directory (see the module docstring); ``None`` writes nothing.
-            resume: continue from ``out_dir/checkpoint.pt`` (identical to an uninterrupted run);
-                starts afresh when there is none; refused when the seed, config or world differ.
-            show_progress: tqdm bar over iterations.
-        """
-        check_data(data, self.obs_dim, ALGO_NAME)
-        n_steps = check_fit_args(n_steps, self.config.n_steps, log_every=1, checkpoint_every=1, resume=resume,
-                                 out_dir=out_dir)
-        self.seed = check_seed(seed)
-        self.step, self.theta = 0, self._initial_theta(self.seed)
+    # ------------------------------------------------------------------ training (Agent's hooks)
+    def _start_fit(self, data: TransitionArrays | None, seed: int, n_steps: int, log_every: int) -> None:
+        """The initial weights of ``seed``; ``fit(n_steps=...)`` counts ES iterations."""
+        super()._start_fit(data, seed, n_steps, log_every)
+        self.theta = self._initial_theta(self.seed)
         self.budget = OnlineBudget(users_per_round=self.config.n_users)
-        return run_online_fit(self, self._iteration, n_steps, out_dir, resume, unit="iteration", desc=ALGO_NAME,
-                              show_progress=show_progress)
 
     # ------------------------------------------------------------------ acting
     def _require_theta(self) -> np.ndarray:
@@ -293,39 +266,19 @@ class EvolutionStrategy:
         torch.nn.utils.vector_to_parameters(theta, self._net.parameters())
         return {k: v.detach().clone() for k, v in self._net.state_dict().items()}
 
-    def _write_config(self, run_dir: Path) -> None:
-        write_run_config(run_dir, ALGO_NAME, config=asdict(self.config), sim_config=self.sim_config.to_json(),
-                         obs_dim=self.obs_dim, seed=self.seed, n_params=self.n_params)
+    def _run_config_fields(self) -> dict[str, Any]:
+        return {**super()._run_config_fields(), "n_params": self.n_params}
 
-    def save(self, run_dir: str | Path) -> None:
-        """Write ``config.json``, ``checkpoint.pt`` and ``budget.json`` into ``run_dir``."""
-        theta = self._require_theta()
-        run_dir = Path(run_dir)
-        self._write_config(run_dir)
-        save_checkpoint(run_dir / CHECKPOINT_NAME, {
-            "format": CHECKPOINT_FORMAT, "algo": ALGO_NAME, "step": self.step, "seed": self.seed,
-            "config": config_json(self.config), "sim_config": sim_config_json(self.sim_config),
-            "budget": self.budget.to_json(), "theta": torch.as_tensor(theta.copy()),
-        })
-        write_json(run_dir / BUDGET_NAME, {"algo": ALGO_NAME, "unit": "candidate evaluations of fresh sessions",
-                                           "iterations": self.step, **self.budget.to_json()})
+    def _require_trained(self) -> None:
+        self._require_theta()
 
-    def _load_state(self, state: dict[str, Any], path: Path) -> None:
-        check_checkpoint(state, path, CHECKPOINT_FORMAT, ("step", "theta", "budget"), "an es checkpoint")
+    def _algo_state(self, training: bool) -> dict[str, Any]:
+        return {"budget": self.budget.to_json(), "theta": torch.as_tensor(self.theta.copy())}
+
+    def _load_state(self, state: dict[str, Any], path: Path, training: bool) -> None:
         theta = state["theta"]
         if not isinstance(theta, torch.Tensor) or tuple(theta.shape) != (self.n_params,):
             raise CheckpointError(f"{path}: 'theta' has shape {tuple(getattr(theta, 'shape', ()))}, "
                                   f"expected ({self.n_params},)")
         self.theta = theta.numpy().astype(np.float32)
         self.budget = OnlineBudget.from_json(state["budget"])
-        self.step = int(state["step"])
-
-    @classmethod
-    def load(cls, run_dir: str | Path) -> "EvolutionStrategy":
-        """The agent saved in ``run_dir``; :class:`CheckpointError` for a missing, foreign or damaged run."""
-        run_dir = Path(run_dir)
-        agent, seed = read_run_config(run_dir, ALGO_NAME, lambda meta: (
-            cls(ESConfig.from_dict(meta["config"]), sim_config=meta["sim_config"]), check_seed(meta["seed"])))
-        agent.seed = seed
-        agent._load_state(load_checkpoint(run_dir / CHECKPOINT_NAME), run_dir / CHECKPOINT_NAME)
-        return agent

@@ -36,6 +36,14 @@ def _uniform_(tensor: torch.Tensor, bound: float, generator: torch.Generator | N
         return tensor.uniform_(-bound, bound, generator=generator)
 
 
+def _new_linear(in_features: int, out_features: int, generator: torch.Generator | None, bias: bool = True) -> nn.Linear:
+    """An ``nn.Linear`` whose weights are drawn afterwards: with a ``generator`` it is created
+    uninitialised, so building a network does not advance torch's global generator."""
+    if generator is None:
+        return nn.Linear(in_features, out_features, bias=bias)
+    return torch.nn.utils.skip_init(nn.Linear, in_features, out_features, bias=bias)
+
+
 def init_linear_(layer: nn.Linear, generator: torch.Generator | None) -> nn.Linear:
     """Re-initialise an ``nn.Linear`` like PyTorch's default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
     drawing from ``generator``."""
@@ -65,8 +73,8 @@ def mlp(
     layers: list[nn.Module] = []
     sizes = [in_dim, *hidden]
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        layers += [init_linear_(nn.Linear(fan_in, fan_out), generator), activation()]
-    layers.append(init_linear_(nn.Linear(sizes[-1], out_dim), generator))
+        layers += [init_linear_(_new_linear(fan_in, fan_out, generator), generator), activation()]
+    layers.append(init_linear_(_new_linear(sizes[-1], out_dim, generator), generator))
     if output_activation is not None:
         layers.append(output_activation())
     return nn.Sequential(*layers)
@@ -106,12 +114,13 @@ class ObsConditionedMLP(nn.Module):
             )
         self.obs_dim, self.in_dim, self.out_dim = obs_dim, in_dim, out_dim
         bound = 1.0 / math.sqrt(obs_dim + in_dim)  # initialise like one nn.Linear over the concatenation
-        self.obs_layer = nn.Linear(obs_dim, hidden[0])
-        self.input_layer = nn.Linear(in_dim, hidden[0], bias=False)
+        self.obs_layer = _new_linear(obs_dim, hidden[0], generator)
+        self.input_layer = _new_linear(in_dim, hidden[0], generator, bias=False)
         for param in (self.obs_layer.weight, self.obs_layer.bias, self.input_layer.weight):
             _uniform_(param, bound, generator)
         sizes = [*hidden, out_dim]
-        self.layers = nn.ModuleList(init_linear_(nn.Linear(a, b), generator) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.layers = nn.ModuleList(init_linear_(_new_linear(a, b, generator), generator)
+                                    for a, b in zip(sizes[:-1], sizes[1:]))
 
     def embed_obs(self, obs: torch.Tensor) -> torch.Tensor:
         """First-layer observation block plus bias: ``(B, obs_dim) -> (B, hidden[0])``."""

@@ -22,14 +22,13 @@ Usage (the same for every algorithm, see ``tests/agent_contract.py``)::
 Settings: every config field mirrors the d3rlpy config field of the same name and has
 d3rlpy's default, except the ones listed in :mod:`agents.baseline_settings` (the discount
 0.95, 400-300 networks, BC's batch 256, UWAC's weight form and dropout passes).
-``hidden_units`` sets every encoder factory of the algorithm (actor, critics, value function,
-imitator) to
-``VectorEncoderFactory(hidden_units)``. The test suite checks each default against the
-installed d3rlpy and the settings table.
+``hidden`` sets every encoder factory of the algorithm (actor, critics, value function,
+imitator) to ``VectorEncoderFactory(hidden_units=hidden)``. The test suite checks each default
+against the installed d3rlpy and the settings table.
 
-Training: one loop, :func:`agents.base.fit_loop`. Each step draws ``batch_size`` indices
-uniformly with replacement from the whole dataset with a seeded ``numpy.random.Generator``,
-builds a ``d3rlpy.dataset.TransitionMiniBatch`` (``s, a, r, s', terminal``; a timeout
+Training: :class:`agents.base.Agent`'s ``fit`` and its one loop,
+:func:`agents.training_loop.fit_loop`. Each step draws ``batch_size`` indices uniformly with
+replacement from the whole dataset with a seeded ``numpy.random.Generator``, builds a ``d3rlpy.dataset.TransitionMiniBatch`` (``s, a, r, s', terminal``; a timeout
 bootstraps from ``s'`` like any non-terminal row) and calls d3rlpy's own
 ``algo.update(batch)`` (``QLearningAlgoBase.update``: conversion to tensors, one gradient step
 of the algorithm, the grad-step counter that schedules TD3's delayed actor). The rewards are
@@ -57,43 +56,26 @@ the checkpoint, so ``resume`` continues bitwise like an uninterrupted run. We ne
 
 Checkpoints: ``checkpoint.pt`` holds the state dicts of every d3rlpy module and optimiser
 (what d3rlpy's ``save_model`` writes, collected by us into one dict with our metadata) and is
-read with ``torch.load(weights_only=True)`` (:func:`agents.base.load_checkpoint`); d3rlpy's
+read with ``torch.load(weights_only=True)`` (:func:`agents.checkpoint.load_checkpoint`); d3rlpy's
 pickle-based ``save``/``load_learnable`` of whole objects is never used.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar, ContextManager
 
 import numpy as np
 import torch
 from torch import nn
 
-from agents.base import (
-    CHECKPOINT_NAME,
-    CheckpointError,
-    FitResult,
-    agent_run_fields,
-    check_checkpoint,
-    check_fit_args,
-    check_seed,
-    check_transitions,
-    config_from_dict,
-    config_json,
-    data_fingerprint,
-    load_checkpoint,
-    load_module_state,
-    read_run_config,
-    restoring_state,
-    resume_and_fit,
-    save_checkpoint,
-    seed_from,
-    write_run_config,
-)
+from agents.base import OfflineAgent
+from agents.checkpoint import CheckpointError, load_module_state, restoring_state
+from agents.config import ConfigBase
+from agents.data import check_transitions, data_fingerprint
+from agents.seeding import seed_from, seed_torch_globals, set_torch_rng_state, torch_rng_scope, torch_rng_state
 from agents.baseline_settings import (
     OFFLINE_BATCH_SIZE,
     OFFLINE_GAMMA,
@@ -102,6 +84,7 @@ from agents.baseline_settings import (
     UWAC_WEIGHT_FORM,
 )
 from agents.policy import check_obs_batch
+from agents.training_loop import FitResult
 from mtf_env.transitions import TransitionArrays
 
 __all__ = [
@@ -117,36 +100,26 @@ ACT_CHUNK_STATES = 65_536
 
 # --------------------------------------------------------------------------- configs
 @dataclass(frozen=True)
-class OfflineAgentConfig:
+class OfflineAgentConfig(ConfigBase):
     """Settings shared by every offline baseline (defaults: :mod:`agents.baseline_settings`)."""
 
     gamma: float = OFFLINE_GAMMA
     """Discount factor per request (the paper's 0.95, the same for every method; d3rlpy: 0.99)."""
     batch_size: int = OFFLINE_BATCH_SIZE
     """Transitions per minibatch (the paper's 256)."""
-    hidden_units: tuple[int, ...] = OFFLINE_HIDDEN_UNITS
+    hidden: tuple[int, ...] = OFFLINE_HIDDEN_UNITS
     """Hidden widths of every network of the algorithm (BCQ's 400-300; d3rlpy: 256-256)."""
     n_steps: int = 300_000
     """Gradient steps of a full run, the default of ``fit`` (BatchRL-MTF's paper budget, for comparability)."""
     device: str = "cpu"
     """Torch device ("cpu", "cuda", "cuda:1", ...); not a hyperparameter."""
 
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.gamma < 1.0:
-            raise ValueError(f"{type(self).__name__}.gamma must be in [0, 1), got {self.gamma}")
-        for name in ("batch_size", "n_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ValueError(f"{type(self).__name__}.{name} must be a positive integer, got {value!r}")
-        sizes = tuple(int(h) for h in self.hidden_units)
-        if not sizes or min(sizes) < 1:
-            raise ValueError(f"{type(self).__name__}.hidden_units must be non-empty positive widths, got {sizes}")
-        object.__setattr__(self, "hidden_units", sizes)  # lists from JSON become tuples
+    renamed_fields: ClassVar[dict[str, str]] = {"hidden_units": "hidden"}
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]):
-        """Inverse of ``dataclasses.asdict``; unknown keys raise ``ValueError``."""
-        return config_from_dict(cls, values)
+    def __post_init__(self) -> None:
+        self.check_range("gamma", 0.0, 1.0, high_open=True)
+        self.check_positive_ints("batch_size", "n_steps")
+        self.check_widths("hidden")
 
 
 @dataclass(frozen=True)
@@ -264,58 +237,28 @@ def _d3rlpy_device(device: str) -> str:
     return f"{dev.type}:{dev.index if dev.index is not None else 0}"
 
 
-@contextlib.contextmanager
-def _torch_rng_scope(device: str) -> Iterator[None]:
-    """Run with torch's global generators forked: whatever is seeded inside is undone on exit."""
-    dev = torch.device(device)
-    cuda = [dev.index or 0] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        yield
-
-
-def _torch_rng_state(device: str) -> dict[str, torch.Tensor]:
-    dev = torch.device(device)
-    state = {"cpu": torch.get_rng_state()}
-    if dev.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(dev.index or 0)
-    return state
-
-
-def _set_torch_rng_state(state: dict[str, torch.Tensor], device: str) -> None:
-    torch.set_rng_state(state["cpu"])
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], dev.index or 0)
-
-
 # --------------------------------------------------------------------------- the agent
-class D3rlpyOfflineAgent:
+class D3rlpyOfflineAgent(OfflineAgent):
     """An offline d3rlpy algorithm behind the agent API; subclasses name the algorithm.
 
     A run directory holds ``config.json`` (algo, config, obs_dim, action_dim, seed, and the
-    resolved d3rlpy config), ``metrics.csv`` and ``checkpoint.pt``.
+    resolved d3rlpy config), ``metrics.csv`` and ``checkpoint.pt``. ``fit``, ``save``, ``load``
+    and resuming are :class:`agents.base.Agent`'s; this class wires d3rlpy's algorithm into them.
     """
 
-    algo_name: ClassVar[str]
     config_class: ClassVar[type[OfflineAgentConfig]]
+    checkpoint_format = CHECKPOINT_FORMAT
+    checkpoint_kind = "an offline-baseline checkpoint"
+    checkpoint_keys = ("grad_step", "modules", "optimizers", "batch_rng", "torch_rng")
     has_critic: ClassVar[bool] = True
-    stochastic: ClassVar[bool] = False
 
     def __init__(self, config: OfflineAgentConfig | None = None):
-        config = self.config_class() if config is None else config
-        if type(config) is not self.config_class:
-            raise ValueError(f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(config).__name__}")
-        self.config = config
+        super().__init__(config)
         self.d3rlpy_config = self._make_d3rlpy_config()  # validates the algorithm's fields now
         self.algo = None
-        self.obs_dim: int | None = None
-        self.action_dim: int | None = None
-        self.seed: int | None = None
-        self.step = 0
         self._data: dict[str, np.ndarray] | None = None
         self._batch_rng: np.random.Generator | None = None
         self._rng_state: dict[str, torch.Tensor] | None = None
-        self._fingerprint = ""
         self._log_every, self._q_stats_every, self._n_steps = 1, 1, None
 
     # ------------------------------------------------------------------ construction
@@ -324,7 +267,7 @@ class D3rlpyOfflineAgent:
         raise NotImplementedError
 
     def _make_d3rlpy_config(self):
-        """The d3rlpy config: our fields of the same names, every encoder factory with ``hidden_units``."""
+        """The d3rlpy config: our fields of the same names, every encoder factory with ``hidden`` widths."""
         from d3rlpy.models.encoders import VectorEncoderFactory
 
         d3_cls = self._d3rlpy_config_class()
@@ -332,89 +275,58 @@ class D3rlpyOfflineAgent:
         values = {k: v for k, v in asdict(self.config).items() if k in d3_fields}
         for name in d3_fields:
             if name.endswith("encoder_factory"):
-                values[name] = VectorEncoderFactory(hidden_units=list(self.config.hidden_units))
+                values[name] = VectorEncoderFactory(hidden_units=list(self.config.hidden))
         return d3_cls(**values)
 
     def _build(self, obs_dim: int, action_dim: int, seed: int) -> None:
         """Fresh d3rlpy algorithm (weights from the seeded torch generator) and minibatch generator.
 
-        Call inside :func:`_torch_rng_scope`: it seeds torch's global generator.
+        Call inside :meth:`_rng_scope`: it seeds torch's global generator (d3rlpy initialises from it).
         """
-        self.obs_dim, self.action_dim, self.seed, self.step = int(obs_dim), int(action_dim), check_seed(seed), 0
+        self.obs_dim, self.action_dim, self.seed, self.step = int(obs_dim), int(action_dim), int(seed), 0
         torch_seq, batch_seq = np.random.SeedSequence(self.seed).spawn(2)
-        torch.manual_seed(seed_from(torch_seq))
-        if torch.device(self.config.device).type == "cuda":
-            torch.cuda.manual_seed(seed_from(torch_seq))
+        seed_torch_globals(seed_from(torch_seq), self.config.device)
         self.algo = self.d3rlpy_config.create(device=_d3rlpy_device(self.config.device))
         self.algo.create_impl((self.obs_dim,), self.action_dim)
         self._batch_rng = np.random.Generator(np.random.PCG64(batch_seq))
-        self._rng_state = _torch_rng_state(self.config.device)
+        self._rng_state = torch_rng_state(self.config.device)
 
     def _require_algo(self):
         if self.algo is None:
             raise RuntimeError(f"{type(self).__name__} has no networks yet: call fit() or load() first")
         return self.algo
 
-    # ------------------------------------------------------------------ training
-    def fit(
-        self,
-        data: TransitionArrays,
-        n_steps: int | None = None,
-        *,
-        seed: int,
-        out_dir: str | Path | None = None,
-        resume: bool = False,
-        show_progress: bool = True,
-        log_every: int = 1000,
-        checkpoint_every: int = 10_000,
-        q_stats_every: int = 10,
-    ) -> FitResult:
-        """Train for ``n_steps`` gradient steps (default ``config.n_steps``) from scratch or a checkpoint.
+    # ------------------------------------------------------------------ training (Agent's hooks)
+    def fit(self, data: TransitionArrays, n_steps: int | None = None, *, seed: int, out_dir: str | Path | None = None,
+            resume: bool = False, show_progress: bool = True, log_every: int | None = None,
+            checkpoint_every: int | None = None, q_stats_every: int = 10) -> FitResult:
+        """:meth:`agents.base.Agent.fit`; minibatches are drawn uniformly from all of ``data`` (rewards
+        already relabelled), and ``seed`` sets the weights, the minibatches and d3rlpy's noise and dropout.
 
-        Args:
-            data: logged transitions (rewards already relabelled); minibatches are drawn from all of it.
-            n_steps: total gradient steps of the run (a resumed run continues up to it).
-            seed: all randomness of the run (weights, minibatches, d3rlpy's noise and dropout).
-            out_dir: run directory for ``config.json``, ``metrics.csv`` and ``checkpoint.pt``
-                (every ``checkpoint_every`` steps and at the end); ``None`` writes nothing.
-            resume: continue from ``out_dir/checkpoint.pt`` (bitwise the same as an
-                uninterrupted run); from scratch when there is no checkpoint yet. Refused
-                (``ValueError``) when the seed, config, data or observation size differ.
-            show_progress: tqdm progress bar.
-            log_every: steps per metrics row (metrics are means over the window).
-            checkpoint_every: steps between checkpoints (0: only at the end).
-            q_stats_every: steps between evaluations of the Q statistics (``train/q_*``; also on
-                the last step of every logging window). They cost ~25% of a TD3 step when
-                computed every step; every 10th step they cost ~2.5% and their window mean
-                still averages over ``log_every / q_stats_every`` minibatches.
-
-        Without ``resume`` every call starts from freshly initialised networks.
+        q_stats_every: steps between evaluations of the Q statistics (``train/q_*``; also on the
+        last step of every logging window). They cost ~25% of a TD3 step when computed every
+        step; every 10th step they cost ~2.5% and their window mean still averages over
+        ``log_every / q_stats_every`` minibatches.
         """
-        n_steps = check_fit_args(n_steps, self.config.n_steps, log_every=log_every,
-                                 checkpoint_every=checkpoint_every, resume=resume, out_dir=out_dir)
         if q_stats_every < 1:
             raise ValueError(f"q_stats_every must be >= 1, got {q_stats_every}")
+        self._q_stats_every = int(q_stats_every)
+        return super().fit(data, n_steps, seed=seed, out_dir=out_dir, resume=resume, show_progress=show_progress,
+                           log_every=log_every, checkpoint_every=checkpoint_every)
+
+    def _rng_scope(self) -> ContextManager[None]:
+        """torch's global generators forked: d3rlpy's seeding and draws leave the caller's state as it was."""
+        return torch_rng_scope(self.config.device)
+
+    def _start_fit(self, data: TransitionArrays, seed: int, n_steps: int, log_every: int) -> None:
         check_transitions(data)
+        self._build(data.obs_dim, data.action_dim, seed)
+        self._set_data(data)
+        self._log_every, self._n_steps = int(log_every), n_steps
 
-        def checkpoint(path: Path) -> None:
-            self._rng_state = _torch_rng_state(self.config.device)
-            save_checkpoint(path, self._checkpoint_state())
-
-        with _torch_rng_scope(self.config.device):
-            self._build(data.obs_dim, data.action_dim, seed)
-            self._set_data(data)
-            self._log_every, self._q_stats_every, self._n_steps = int(log_every), int(q_stats_every), n_steps
-            try:
-                result = resume_and_fit(
-                    self, self._train_step, n_steps, out_dir, resume,
-                    identity={"algo": self.algo_name, **self._run_identity()}, restore=self._restore,
-                    checkpoint=checkpoint, log_every=log_every, checkpoint_every=checkpoint_every,
-                    desc=self.algo_name, show_progress=show_progress,
-                )
-            finally:
-                self._rng_state = _torch_rng_state(self.config.device)
-                self._data = None  # a trained policy does not keep the dataset
-        return result
+    def _end_fit(self) -> None:
+        self._rng_state = torch_rng_state(self.config.device)
+        self._data = None  # a trained policy does not keep the dataset
 
     def _set_data(self, data: TransitionArrays) -> None:
         """The dataset as d3rlpy's float32 minibatch fields, plus constant per-batch arrays."""
@@ -505,32 +417,37 @@ class D3rlpyOfflineAgent:
         return {f"{name}.{k}": v for name, module in modules.items() for k, v in module.state_dict().items()}
 
     def _run_identity(self) -> dict[str, Any]:
-        """What a checkpoint must share with this run to be resumed (besides the algorithm and config)."""
-        return {"seed": self.seed, "obs_dim": self.obs_dim, "action_dim": self.action_dim,
-                "data_fingerprint": self._fingerprint, "device_type": torch.device(self.config.device).type}
+        """The algorithm, seed, sizes, data and device type (besides the config)."""
+        return {"algo": self.algo_name, **super()._run_identity()}
 
-    def _checkpoint_state(self) -> dict[str, Any]:
+    def _run_config_fields(self) -> dict[str, Any]:
+        import d3rlpy
+
+        return {**super()._run_config_fields(),
+                "library": {"name": "d3rlpy", "version": d3rlpy.__version__, "algorithm": type(self.algo).__name__,
+                            "config": json.loads(self.d3rlpy_config.serialize())}}
+
+    def _build_for_load(self) -> None:
+        self._build(self.obs_dim, self.action_dim, self.seed)
+
+    def _require_trained(self) -> None:
+        self._require_algo()
+
+    def _algo_state(self, training: bool) -> dict[str, Any]:
+        """d3rlpy's modules and optimisers, its grad-step counter and both generators' states."""
+        if training:
+            self._rng_state = torch_rng_state(self.config.device)
         modules, optimizers = self._named_modules()
         return {
-            "format": CHECKPOINT_FORMAT,
-            "algo": self.algo_name,
-            "step": self.step,
             "grad_step": int(self.algo.grad_step),
-            **self._run_identity(),
-            "config": config_json(self.config),
             "modules": {name: {k: v.detach().cpu() for k, v in m.state_dict().items()} for name, m in modules.items()},
             "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
             "batch_rng": self._batch_rng.bit_generator.state,
             "torch_rng": self._rng_state,
         }
 
-    def _restore(self, state: dict[str, Any], path: Path) -> None:
-        """Load networks, optimisers, step counters and generator states from ``state``."""
-        check_checkpoint(state, path, CHECKPOINT_FORMAT,
-                         ("algo", "step", "grad_step", "modules", "optimizers", "batch_rng", "torch_rng"),
-                         "an offline-baseline checkpoint")
-        if state["algo"] != self.algo_name:
-            raise CheckpointError(f"{path} holds a {state['algo']!r} checkpoint, not {self.algo_name!r}")
+    def _load_state(self, state: dict[str, Any], path: Path, training: bool) -> None:
+        """Load networks, optimisers, the grad-step counter and generator states (for acting too)."""
         modules, optimizers = self._named_modules()
         saved_modules, saved_optims = state["modules"], state["optimizers"]
         if not isinstance(saved_modules, dict) or set(saved_modules) != set(modules):
@@ -543,44 +460,10 @@ class D3rlpyOfflineAgent:
                 opt.load_state_dict(saved_optims[name])
             self._batch_rng.bit_generator.state = state["batch_rng"]
             self._rng_state = state["torch_rng"]
-            _set_torch_rng_state(self._rng_state, self.config.device)
-        self.step = int(state["step"])
+            set_torch_rng_state(self._rng_state, self.config.device)
         self.algo.set_grad_step(int(state["grad_step"]))
-
-    def _write_config(self, run_dir: Path) -> None:
-        import d3rlpy
-
-        write_run_config(
-            run_dir, self.algo_name, config=asdict(self.config), obs_dim=self.obs_dim, action_dim=self.action_dim,
-            seed=self.seed, library={"name": "d3rlpy", "version": d3rlpy.__version__,
-                                     "algorithm": type(self.algo).__name__,
-                                     "config": json.loads(self.d3rlpy_config.serialize())},
-        )
-
-    def save(self, run_dir: str | Path) -> None:
-        """Write ``config.json`` and ``checkpoint.pt`` (the complete training state) into ``run_dir``."""
-        self._require_algo()
-        self._write_config(Path(run_dir))
-        save_checkpoint(Path(run_dir) / CHECKPOINT_NAME, self._checkpoint_state())
-
-    @classmethod
-    def load(cls, run_dir: str | Path, device: str | None = None):
-        """The agent saved in ``run_dir`` (by ``fit(out_dir=...)`` or ``save``), ready to ``act``.
-
-        ``device`` overrides the saved config's device. Raises :class:`CheckpointError` for a
-        missing, foreign (another algorithm's), truncated, unsafe (pickled code is never
-        executed) or mismatched file.
-        """
-        run_dir = Path(run_dir)
-        config, obs_dim, action_dim, seed = read_run_config(
-            run_dir, cls.algo_name, lambda meta: agent_run_fields(meta, cls.config_class, device))
-        state = load_checkpoint(run_dir / CHECKPOINT_NAME)
-        agent = cls(config)
-        with _torch_rng_scope(config.device):  # building initialises weights from the global generator
-            agent._build(obs_dim, action_dim, seed)
-            agent._restore(state, run_dir / CHECKPOINT_NAME)
-        agent._fingerprint = str(state.get("data_fingerprint", ""))
-        return agent
+        if not training:
+            self._fingerprint = str(state.get("data_fingerprint", ""))
 
 
 # --------------------------------------------------------------------------- the algorithms

@@ -1,4 +1,4 @@
-"""What the online baselines (``bo``, ``es``, ``sac-online``) share: their simulator, users and budget.
+"""What the online baselines (``bo``, ``es``, ``sac-online``) share: their base class, simulator, users and budget.
 
 An online baseline needs no logged data: it learns by serving requests in the simulator,
 which stands in for the live platform. Everything it spends there is its *online budget*
@@ -11,6 +11,9 @@ results, because the paper's point is that batch RL needs none of it.
 * :func:`draw_users` -- fresh users for one online round, drawn without replacement from
   the population with a generator keyed by ``(seed, stream, round)``: a round's users do
   not depend on anything that ran before it, so a resumed run draws the same users.
+* :class:`OnlineAgent` -- the :class:`agents.base.Agent` that learns in the simulator: its run
+  identity is the seed and the world, ``config.json`` records the world, every checkpoint is
+  accompanied by ``budget.json``, and ``fit`` takes no data.
 * :func:`rollout_objective` -- the objective of a round from a session rollout: the mean
   (discounted) session return, or the mean immediate reward per request.
 """
@@ -19,11 +22,17 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
+from agents.base import Agent
+from agents.config import ConfigBase
+from agents.seeding import check_seed
 from mtf_env.config import SimConfig, make_config
+from mtf_env.core import Simulator, obs_dim as world_obs_dim
+from mtf_env.files import write_json
 from mtf_env.rewards import reward_weights
 from mtf_env.rollout import SessionRollout
 from mtf_env.transitions import TransitionArrays
@@ -134,20 +143,56 @@ def sim_config_json(sim_config: SimConfig) -> str:
     return json.dumps(sim_config.to_json(), sort_keys=True)
 
 
-def run_online_fit(agent: Any, round_fn, n_steps: int, out_dir, resume: bool, unit: str, desc: str,
-                   show_progress: bool):
-    """The shared tail of the online agents' ``fit``: resume, one simulator, per-round logging and checkpoints.
+class OnlineAgent(Agent):
+    """An :class:`agents.base.Agent` that learns by serving requests in the simulator (no logged data).
 
-    ``agent`` has ``seed``, ``sim_config``, ``config``, ``step``, ``_load_state(state, path)``,
-    ``_write_config(dir)`` and ``save(dir)``; ``round_fn(sim, step) -> metrics`` runs one round
-    (``unit`` names it in errors). A resumed run continues from the checkpoint in ``out_dir``
-    and is refused when the seed, config or world differ.
+    ``fit`` runs ``n_steps`` rounds (``step_unit``), logs and checkpoints every round by default;
+    a resumed run is refused when the seed, config or world (``sim_config``) differ.
+    ``config.json`` holds the config, ``sim_config``, ``obs_dim`` and ``seed``; ``budget.json``
+    (the online budget spent, :class:`OnlineBudget`) is written with every checkpoint.
+    Subclasses build their simulator-facing state in ``_start_fit`` (after calling this one's).
     """
-    from agents.base import resume_and_fit
-    from mtf_env.core import Simulator
 
-    sim = Simulator(agent.sim_config)
-    return resume_and_fit(agent, lambda step: round_fn(sim, step), n_steps, out_dir, resume,
-                          identity={"seed": agent.seed, "sim_config": sim_config_json(agent.sim_config)},
-                          restore=agent._load_state, checkpoint=lambda path: agent.save(path.parent),
-                          log_every=1, checkpoint_every=1, desc=desc, show_progress=show_progress, unit=unit)
+    requires_data = False
+    step_unit = "round"
+    default_log_every = 1
+    default_checkpoint_every = 1
+    budget_unit: ClassVar[str]
+    """What the budget's rounds are, for ``budget.json``."""
+    budget_steps_key: ClassVar[str | None] = None
+    """``budget.json`` key of ``self.step`` (``iterations``, ``env_steps``), or ``None``."""
+
+    def __init__(self, config: ConfigBase | None = None, sim_config: SimConfig | Mapping[str, Any] | None = None):
+        super().__init__(config)
+        self.sim_config = resolve_sim_config(sim_config)
+        self.obs_dim = world_obs_dim(self.sim_config)
+        self.budget = OnlineBudget()
+        self._sim: Simulator | None = None
+
+    def _start_fit(self, data: TransitionArrays | None, seed: int, n_steps: int, log_every: int) -> None:
+        check_data(data, self.obs_dim, self.algo_name)
+        self.seed, self.step = seed, 0
+        self._sim = Simulator(self.sim_config)
+
+    def _end_fit(self) -> None:
+        self._sim = None
+
+    def _run_identity(self) -> dict[str, Any]:
+        return {"seed": self.seed, "sim_config": sim_config_json(self.sim_config)}
+
+    def _run_config_fields(self) -> dict[str, Any]:
+        return {"sim_config": self.sim_config.to_json(), "obs_dim": self.obs_dim, "seed": self.seed}
+
+    @classmethod
+    def _from_run_config(cls, meta: dict[str, Any], device: str | None) -> "OnlineAgent":
+        config = cls.config_class.from_dict(meta["config"])
+        if device is not None and hasattr(config, "device"):
+            config = dataclasses.replace(config, device=device)
+        agent = cls(config, sim_config=meta["sim_config"])
+        agent.seed = check_seed(meta["seed"])
+        return agent
+
+    def _write_extra_files(self, run_dir: Path) -> None:
+        steps = {self.budget_steps_key: self.step} if self.budget_steps_key else {}
+        write_json(run_dir / BUDGET_NAME, {"algo": self.algo_name, "unit": self.budget_unit, **steps,
+                                           **self.budget.to_json()})

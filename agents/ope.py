@@ -38,33 +38,24 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from agents.base import (
-    CHECKPOINT_NAME,
-    CONFIG_NAME,
-    METRICS_NAME,
-    CheckpointError,
-    FitResult,
-    MetricsLogger,
-    check_checkpoint,
-    check_transitions,
-    fit_loop,
-    load_checkpoint,
-    load_module_state,
-    sample_batch_indices,
-    save_checkpoint,
-    set_torch_seed,
-    write_json,
-)
+from agents.checkpoint import (CHECKPOINT_NAME, CheckpointError, check_checkpoint, load_checkpoint, load_module_state,
+                               save_checkpoint)
+from agents.config import ConfigBase
+from agents.data import check_transitions, sample_batch_indices
+from agents.run_dir import CONFIG_NAME, METRICS_NAME, MetricsLogger
+from agents.seeding import global_rng_scope, torch_rng_scope
+from agents.training_loop import FitResult, fit_loop
 from agents.d3rlpy_adapter import continuing_rows, to_d3rlpy_dataset
 from agents.policy import Policy, check_obs_batch
+from mtf_env.files import write_json
 from mtf_env.transitions import TransitionArrays
 
 #: Added to the per-feature standard deviation when standardising observations (as d3rlpy's
@@ -77,7 +68,7 @@ CHECKPOINT_FORMAT = "conservative_fqe/v1"
 
 
 @dataclass(frozen=True)
-class ConservativeFQEConfig:
+class ConservativeFQEConfig(ConfigBase):
     """Settings of the Conservative-OPEstimator (defaults: the paper's values where it gives them)."""
 
     batch_size: int = 512
@@ -92,7 +83,7 @@ class ConservativeFQEConfig:
     """K, gradient steps of the FQE iteration (paper: K = 5000); one step = one mini-batch of m."""
     learning_rate: float = 1e-4
     """Adam learning rate of the Q-network (paper: 1e-4)."""
-    hidden_sizes: tuple[int, ...] = (256, 256)
+    hidden: tuple[int, ...] = (256, 256)
     """Hidden layer widths of the Q-network MLP, ReLU (our choice; d3rlpy's default encoder)."""
     target_update_every: int = 100
     """Gradient steps between hard copies of the Q-network into the frozen target Q_k (d3rlpy
@@ -112,27 +103,16 @@ class ConservativeFQEConfig:
     log_every: int = 100
     """Gradient steps per row of metrics.csv (metrics are averaged over the window)."""
 
-    def __post_init__(self) -> None:
-        for name in ("batch_size", "n_initial_states", "n_steps", "target_update_every",
-                     "n_policy_action_samples", "policy_batch_size", "n_bootstrap", "log_every"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"ConservativeFQEConfig.{name} must be a positive integer, got {value!r}")
-        if not 0.0 <= self.gamma < 1.0:
-            raise ValueError(f"ConservativeFQEConfig.gamma must be in [0, 1), got {self.gamma}")
-        if not (np.isfinite(self.alpha_c) and self.alpha_c >= 0.0):
-            raise ValueError(f"ConservativeFQEConfig.alpha_c must be >= 0, got {self.alpha_c}")
-        if not (np.isfinite(self.learning_rate) and self.learning_rate > 0.0):
-            raise ValueError(f"ConservativeFQEConfig.learning_rate must be > 0, got {self.learning_rate}")
-        if not 0.0 < self.ci_level < 1.0:
-            raise ValueError(f"ConservativeFQEConfig.ci_level must be in (0, 1), got {self.ci_level}")
-        hidden = tuple(self.hidden_sizes)
-        if not hidden or any(int(h) < 1 for h in hidden):
-            raise ValueError(f"ConservativeFQEConfig.hidden_sizes must be positive widths, got {self.hidden_sizes!r}")
-        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in hidden))
+    renamed_fields: ClassVar[dict[str, str]] = {"hidden_sizes": "hidden"}
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def __post_init__(self) -> None:
+        self.check_positive_ints("batch_size", "n_initial_states", "n_steps", "target_update_every",
+                                 "n_policy_action_samples", "policy_batch_size", "n_bootstrap", "log_every")
+        self.check_range("gamma", 0.0, 1.0, high_open=True)
+        self.check_range("alpha_c", 0.0, float("inf"))
+        self.check_positive("learning_rate")
+        self.check_range("ci_level", 0.0, 1.0, low_open=True, high_open=True)
+        self.check_widths("hidden")
 
 
 # ----------------------------------------------------------------------------------------
@@ -222,7 +202,7 @@ def _bootstrap_seed(seed: int) -> int:
 class QNetwork(nn.Module):
     """MLP ``Q(s, a)``: ``(B, obs_dim), (B, action_dim) -> (B,)``, inputs standardised by stored buffers."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: tuple[int, ...]):
+    def __init__(self, obs_dim: int, action_dim: int, hidden: tuple[int, ...]):
         super().__init__()
         self.obs_dim = obs_dim
         self.action_dim = action_dim
@@ -230,7 +210,7 @@ class QNetwork(nn.Module):
         self.register_buffer("obs_std", torch.ones(obs_dim))
         layers: list[nn.Module] = []
         width = obs_dim + action_dim
-        for h in hidden_sizes:
+        for h in hidden:
             layers += [nn.Linear(width, h), nn.ReLU()]
             width = h
         layers.append(nn.Linear(width, 1))
@@ -256,6 +236,12 @@ class ConservativeFQE:
         est.estimate(s0, policy)["value"]
 
     Same seed, data and policy give identical weights and estimates.
+
+    An estimator, not an :class:`agents.base.Agent`: it evaluates a given policy instead of
+    being one (no ``act``, no registry name), is seeded at construction, is fitted once with
+    no resume, and its run directory is tagged ``"estimator"`` with a checkpoint of its own
+    format. It is built from the same pieces: :class:`agents.config.ConfigBase`, the
+    checkpoint functions of :mod:`agents.checkpoint`, ``metrics.csv`` and the training loop.
     """
 
     def __init__(self, config: ConservativeFQEConfig | None = None, seed: int = 0):
@@ -267,8 +253,11 @@ class ConservativeFQE:
     # -- training ---------------------------------------------------------------------------
 
     def _build(self, obs_dim: int, action_dim: int) -> QNetwork:
-        set_torch_seed(self.seed)
-        return QNetwork(obs_dim, action_dim, self.config.hidden_sizes)
+        """A Q-network initialised from torch's generator seeded with ``seed``, in a scope that leaves
+        the process-global generator as it was."""
+        with torch_rng_scope():
+            torch.manual_seed(self.seed)
+            return QNetwork(obs_dim, action_dim, self.config.hidden)
 
     def _policy_targets(self, data: TransitionArrays, policy: Policy) -> tuple[np.ndarray, np.ndarray]:
         """pi_e(s) and pi_e(s') for every row: two ``(S, N, action_dim)`` float32 arrays.
@@ -458,12 +447,11 @@ class ConservativeFQE:
         check_checkpoint(state, path, CHECKPOINT_FORMAT, ("seed", "config", "obs_dim", "action_dim", "q_net"),
                          "a Conservative-OPEstimator checkpoint")
         try:
-            config = ConservativeFQEConfig(**{k: tuple(v) if k == "hidden_sizes" else v
-                                              for k, v in state["config"].items()})
+            config = ConservativeFQEConfig.from_dict(state["config"])
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{path}: stored config is invalid ({exc})") from None
         est = cls(config, seed=int(state["seed"]))
-        q_net = QNetwork(int(state["obs_dim"]), int(state["action_dim"]), config.hidden_sizes)
+        q_net = QNetwork(int(state["obs_dim"]), int(state["action_dim"]), config.hidden)
         load_module_state(q_net, state["q_net"], "Conservative-OPEstimator Q-network")
         est.q_net = q_net.eval()
         return est
@@ -511,14 +499,15 @@ class _PolicyAsD3rlpyAlgo:
 class D3rlpyFQE:
     """d3rlpy's ``FQE`` evaluating a :class:`Policy`, with :class:`ConservativeFQE`'s interface.
 
-    Settings map one to one: batch_size, gamma, learning_rate (Adam), hidden_sizes (d3rlpy's
+    Settings map one to one: batch_size, gamma, learning_rate (Adam), hidden (d3rlpy's
     ``VectorEncoderFactory``), target_update_every -> ``target_update_interval``, n_steps, and
     ``normalize_observations`` -> a prebuilt ``StandardObservationScaler`` with the data's mean
     and std. d3rlpy has no CQL term, so ``alpha_c`` must be 0. Differences that remain: d3rlpy
     minimises the mean squared TD error without our factor 1/2 (same minimiser; Adam is
     nearly scale-free), calls the policy on every mini-batch instead of once up front, and
     takes its randomness from the global numpy / torch generators, which ``fit`` seeds with
-    ``d3rlpy.seed(seed)``. Timeout episodes keep their last transition (see
+    ``d3rlpy.seed(seed)`` inside :func:`agents.seeding.global_rng_scope` (the caller's global
+    generators are restored afterwards). Timeout episodes keep their last transition (see
     :func:`agents.d3rlpy_adapter.to_d3rlpy_dataset`, ``pad_timeouts=True``).
     """
 
@@ -545,28 +534,31 @@ class D3rlpyFQE:
 
         cfg = self.config
         check_transitions(data, actions_in_box=False)
-        dataset = to_d3rlpy_dataset(data)
-        scaler = None
-        if cfg.normalize_observations:
-            obs64 = np.asarray(data.observations, dtype=np.float64)
-            scaler = d3rlpy.preprocessing.StandardObservationScaler(
-                mean=obs64.mean(axis=0).astype(np.float32), std=obs64.std(axis=0).astype(np.float32), eps=OBS_STD_EPS
+        # d3rlpy draws from (and d3rlpy.seed seeds) the global generators: scoped, restored on exit
+        with global_rng_scope():
+            dataset = to_d3rlpy_dataset(data)
+            scaler = None
+            if cfg.normalize_observations:
+                obs64 = np.asarray(data.observations, dtype=np.float64)
+                scaler = d3rlpy.preprocessing.StandardObservationScaler(
+                    mean=obs64.mean(axis=0).astype(np.float32), std=obs64.std(axis=0).astype(np.float32), eps=OBS_STD_EPS
+                )
+            fqe_config = d3rlpy.ope.FQEConfig(
+                learning_rate=cfg.learning_rate,
+                batch_size=cfg.batch_size,
+                gamma=cfg.gamma,
+                target_update_interval=cfg.target_update_every,
+                encoder_factory=d3rlpy.models.VectorEncoderFactory(hidden_units=list(cfg.hidden)),
+                observation_scaler=scaler,
             )
-        d3rlpy.seed(self.seed)
-        fqe_config = d3rlpy.ope.FQEConfig(
-            learning_rate=cfg.learning_rate,
-            batch_size=cfg.batch_size,
-            gamma=cfg.gamma,
-            target_update_interval=cfg.target_update_every,
-            encoder_factory=d3rlpy.models.VectorEncoderFactory(hidden_units=list(cfg.hidden_sizes)),
-            observation_scaler=scaler,
-        )
-        algo = _PolicyAsD3rlpyAlgo(policy, data.action_dim, scaler)
-        self.fqe = d3rlpy.ope.FQE(algo=algo, config=fqe_config, device=False)
-        adapter = FileAdapterFactory(root_dir=str(Path(out_dir) / "d3rlpy")) if out_dir is not None else NoopAdapterFactory()
-        t0 = time.perf_counter()
-        self.fqe.fit(dataset, n_steps=cfg.n_steps, n_steps_per_epoch=cfg.n_steps, logger_adapter=adapter,
-                     show_progress=show_progress, with_timestamp=False, experiment_name="fqe")
+            algo = _PolicyAsD3rlpyAlgo(policy, data.action_dim, scaler)
+            adapter = (FileAdapterFactory(root_dir=str(Path(out_dir) / "d3rlpy")) if out_dir is not None
+                       else NoopAdapterFactory())
+            t0 = time.perf_counter()
+            d3rlpy.seed(self.seed)
+            self.fqe = d3rlpy.ope.FQE(algo=algo, config=fqe_config, device=False)
+            self.fqe.fit(dataset, n_steps=cfg.n_steps, n_steps_per_epoch=cfg.n_steps, logger_adapter=adapter,
+                         show_progress=show_progress, with_timestamp=False, experiment_name="fqe")
         train_s = time.perf_counter() - t0
         self.obs_dim, self.action_dim = data.obs_dim, data.action_dim
         self.fit_stats = {"train_s": train_s, "steps_per_s": cfg.n_steps / max(train_s, 1e-9)}

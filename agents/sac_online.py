@@ -35,28 +35,30 @@ Training runs as one SB3 ``learn`` call per checkpoint interval (``reset_num_tim
 
 Randomness: ``seed`` goes to SB3 (``set_random_seed``: Python, NumPy and torch global
 generators, the action space and env ``i``'s reset seed ``seed + i``); same seed, same
-weights on CPU.
+weights on CPU. ``fit`` and ``load`` run inside :func:`agents.seeding.global_rng_scope`, so the
+caller's global generators are as they were afterwards.
 """
 from __future__ import annotations
 
 import json
 import math
 import random
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, ContextManager, Mapping
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from agents.base import (CHECKPOINT_NAME, CheckpointError, FitResult, MetricsLogger, check_checkpoint, check_fit_args,
-                         check_seed, config_from_dict, config_json, load_checkpoint, load_module_state, open_run,
-                         read_run_config, restoring_state, save_checkpoint, write_json, write_run_config)
+from agents.checkpoint import CheckpointError, load_module_state, restoring_state
+from agents.config import ConfigBase
+from agents.run_dir import MetricsLogger
+from agents.seeding import global_rng_scope
+from agents.training_loop import FitResult
 from agents.baseline_settings import (SAC_ONLINE_BUFFER_SIZE, SAC_ONLINE_GAMMA, SAC_ONLINE_LEARNING_STARTS,
                                       SAC_ONLINE_N_ENVS)
-from agents.online import (BUDGET_NAME, OnlineBudget, check_data, normalise_reward, resolve_sim_config,
-                           sim_config_json)
+from agents.online import OnlineAgent, OnlineBudget, check_data, normalise_reward
 from agents.policy import check_obs_batch
 from mtf_env.config import SimConfig
 from mtf_env.core import obs_bounds
@@ -71,7 +73,7 @@ SB3_TRAIN_METRICS = ("train/actor_loss", "train/critic_loss", "train/ent_coef", 
 
 
 @dataclass(frozen=True)
-class SACOnlineConfig:
+class SACOnlineConfig(ConfigBase):
     """Settings of online SAC (stable-baselines3); see the module docstring for the non-defaults."""
 
     n_steps: int = 40_000
@@ -94,7 +96,7 @@ class SACOnlineConfig:
     """Vector steps between training calls."""
     gradient_steps: int = 1
     """Gradient steps per training call."""
-    net_arch: tuple[int, ...] = (256, 256)
+    hidden: tuple[int, ...] = (256, 256)
     """Hidden widths of the actor and of each critic (SB3 default)."""
     ent_coef: str | float = "auto"
     """Entropy coefficient, ``auto`` for SB3's automatic tuning (default) or a fixed float."""
@@ -103,24 +105,18 @@ class SACOnlineConfig:
     device: str = "cpu"
     """Torch device of SB3 (``cpu``, ``cuda``)."""
 
+    renamed_fields: ClassVar[dict[str, str]] = {"net_arch": "hidden"}
+
     def __post_init__(self) -> None:
-        object.__setattr__(self, "net_arch", tuple(int(h) for h in self.net_arch))
-        for name in ("n_steps", "n_envs", "buffer_size", "batch_size", "train_freq", "gradient_steps"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"SACOnlineConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.learning_starts < 0:
-            raise ValueError(f"SACOnlineConfig.learning_starts must be >= 0, got {self.learning_starts}")
-        if not 0 <= self.gamma < 1 or not 0 < self.tau <= 1 or not self.learning_rate > 0:
-            raise ValueError("SACOnlineConfig needs 0 <= gamma < 1, 0 < tau <= 1 and learning_rate > 0")
-        if not self.net_arch or min(self.net_arch) < 1:
-            raise ValueError(f"SACOnlineConfig.net_arch must be positive widths, got {self.net_arch}")
+        self.check_widths("hidden")
+        self.check_positive_ints("n_steps", "n_envs", "buffer_size", "batch_size", "train_freq", "gradient_steps")
+        self.check_positive_ints("learning_starts", minimum=0)
+        self.check_range("gamma", 0.0, 1.0, high_open=True)
+        self.check_range("tau", 0.0, 1.0, low_open=True)
+        self.check_positive("learning_rate")
         if not (self.ent_coef == "auto" or (isinstance(self.ent_coef, (int, float)) and self.ent_coef > 0)):
             raise ValueError(f"SACOnlineConfig.ent_coef must be 'auto' or a positive number, got {self.ent_coef!r}")
         normalise_reward(self)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "SACOnlineConfig":
-        return config_from_dict(cls, values)
 
 
 #: The "large budget" setting: 1M env steps, one gradient step per transition, a 1M buffer.
@@ -128,7 +124,8 @@ LARGE_BUDGET = SACOnlineConfig(n_steps=1_000_000, n_envs=1, buffer_size=1_000_00
 
 
 def _policy_kwargs(config: SACOnlineConfig) -> dict[str, Any]:
-    return {"net_arch": list(config.net_arch)}
+    """SB3 policy arguments: ``net_arch`` (actor and critic widths) is ``config.hidden``."""
+    return {"net_arch": list(config.hidden)}
 
 
 #: The arrays of SB3's ``ReplayBuffer`` a checkpoint keeps (their filled rows).
@@ -208,7 +205,7 @@ class _Progress:
         return Callback(*args, **kwargs)
 
 
-class SACOnline:
+class SACOnline(OnlineAgent):
     """The ``sac-online`` reference; after ``fit`` (or ``load``) a deterministic :class:`agents.policy.Policy`
     (the mean action of the squashed Gaussian actor).
 
@@ -221,19 +218,22 @@ class SACOnline:
 
     algo_name = ALGO_NAME
     config_class = SACOnlineConfig
-    requires_data = False
-    stochastic = False
+    checkpoint_format = CHECKPOINT_FORMAT
+    checkpoint_kind = "a sac-online checkpoint"
+    checkpoint_keys = ("policy", "log_ent_coef")
+    step_unit = "env step"
+    default_log_every = 1000
+    default_checkpoint_every = 10_000
+    budget_unit = "environment steps (requests)"
+    budget_steps_key = "env_steps"
 
     def __init__(self, config: SACOnlineConfig | None = None, sim_config: SimConfig | Mapping[str, Any] | None = None):
-        self.config = config if config is not None else SACOnlineConfig()
-        self.sim_config = resolve_sim_config(sim_config)
+        super().__init__(config, sim_config)
         self.obs_low, self.obs_high = obs_bounds(self.sim_config)
-        self.obs_dim = len(self.obs_low)
-        self.seed: int | None = None
-        self.step = 0
         self.policy = None  # stable_baselines3.sac.policies.SACPolicy
         self.log_ent_coef = torch.zeros(1)
-        self.budget = OnlineBudget()
+        self._env = self._model = self._callback = None  # while fitting: SB3's vector env, model and callback
+        self._window: dict[str, float] = {}
 
     # ------------------------------------------------------------------ environment and model
     def env_kwargs(self) -> dict[str, Any]:
@@ -257,68 +257,57 @@ class SACOnline:
         return (spaces.Box(self.obs_low, self.obs_high, dtype=np.float32),
                 spaces.Box(-1.0, 1.0, shape=(N_TASKS,), dtype=np.float32))
 
-    # ------------------------------------------------------------------ training
-    def fit(self, data: TransitionArrays | None = None, n_steps: int | None = None, *, seed: int,
-            out_dir: str | Path | None = None, resume: bool = False, show_progress: bool = True,
-            log_every: int = 1000, checkpoint_every: int = 10_000) -> FitResult:
-        """Train SAC for ``n_steps`` environment steps (default ``config.n_steps``), from scratch or a checkpoint.
+    # ------------------------------------------------------------------ training (Agent's hooks)
+    def _rng_scope(self) -> ContextManager[None]:
+        """SB3 seeds and draws from Python's, NumPy's and torch's global generators: scoped, so the
+        caller's global streams are left as they were."""
+        return global_rng_scope(self.config.device)
 
-        Args:
-            data: ignored (online); if given, its observation size must match the world's.
-            n_steps: environment steps (requests served), a multiple of ``config.n_envs``; a
-                resumed run continues up to it.
-            seed: SB3's seed (weights, replay sampling, random warm-up actions, env resets).
-            out_dir: run directory for ``config.json``, ``metrics.csv``, ``checkpoint.pt`` and
-                ``budget.json``; ``None`` writes nothing.
-            resume: continue from ``out_dir/checkpoint.pt`` (the same weights as an uninterrupted
-                run); from scratch when there is none yet. Refused (``ValueError``) when the seed,
-                config or world differ, or the checkpoint holds no training state.
-            show_progress: tqdm bar over env steps.
-            log_every: env steps per metrics row (rounded to whole vector steps).
-            checkpoint_every: env steps between checkpoints, a multiple of ``config.n_envs``
-                (0: only at the end).
-        """
+    def _check_fit_args(self, n_steps: int, log_every: int, checkpoint_every: int) -> None:
+        """``n_steps`` counts environment steps (requests served) and, like ``checkpoint_every``,
+        is a multiple of ``config.n_envs``; ``log_every`` is rounded to whole vector steps."""
+        if n_steps % self.config.n_envs or checkpoint_every % self.config.n_envs:
+            raise ValueError(f"n_steps and checkpoint_every must be multiples of n_envs={self.config.n_envs}, "
+                             f"got {n_steps} and {checkpoint_every}")
+
+    def _start_fit(self, data: TransitionArrays | None, seed: int, n_steps: int, log_every: int) -> None:
+        """A fresh SB3 SAC model on ``n_envs`` simulator envs, seeded with ``seed``."""
         from stable_baselines3 import SAC
 
         cfg = self.config
-        n_steps = check_fit_args(n_steps, cfg.n_steps, log_every=log_every, checkpoint_every=checkpoint_every,
-                                 resume=resume, out_dir=out_dir)
-        if n_steps % cfg.n_envs or checkpoint_every % cfg.n_envs:
-            raise ValueError(f"n_steps and checkpoint_every must be multiples of n_envs={cfg.n_envs}, "
-                             f"got {n_steps} and {checkpoint_every}")
         check_data(data, self.obs_dim, ALGO_NAME)
-        self.seed, self.budget, self.step = check_seed(seed), OnlineBudget(), 0
-        out = Path(out_dir) if out_dir is not None else None
-        env = self._make_vec_env()
-        callback = None
+        self.seed, self.budget, self.step, self._window = seed, OnlineBudget(), 0, {}
+        self._env = self._make_vec_env()
+        self._model = SAC("MlpPolicy", self._env, learning_rate=cfg.learning_rate, buffer_size=cfg.buffer_size,
+                          learning_starts=cfg.learning_starts, batch_size=cfg.batch_size, tau=cfg.tau,
+                          gamma=cfg.gamma, train_freq=cfg.train_freq, gradient_steps=cfg.gradient_steps,
+                          ent_coef=cfg.ent_coef, policy_kwargs=_policy_kwargs(cfg), seed=self.seed,
+                          device=cfg.device, verbose=0)
+
+    def _train(self, n_steps: int, out: Path | None, logger: MetricsLogger | None, log_every: int,
+               checkpoint_every: int, show_progress: bool) -> FitResult:
+        """One SB3 ``learn`` call per checkpoint interval (``reset_num_timesteps=False``)."""
+        model = self._model
+        self._callback = _Progress(n_steps, log_every, logger, self.budget, show_progress, start_step=self.step,
+                                   window=self._window)
         try:
-            model = SAC("MlpPolicy", env, learning_rate=cfg.learning_rate, buffer_size=cfg.buffer_size,
-                        learning_starts=cfg.learning_starts, batch_size=cfg.batch_size, tau=cfg.tau, gamma=cfg.gamma,
-                        train_freq=cfg.train_freq, gradient_steps=cfg.gradient_steps, ent_coef=cfg.ent_coef,
-                        policy_kwargs=_policy_kwargs(cfg), seed=self.seed, device=cfg.device, verbose=0)
-            window: dict[str, float] = {}
-
-            def restore(state: dict[str, Any], path: Path) -> None:
-                window.update(self._restore_training(model, state, path))
-
-            _, logger = open_run(self, n_steps, out, resume, identity=self._run_identity(), restore=restore,
-                                 unit="env step")
-            callback = _Progress(n_steps, log_every, logger, self.budget, show_progress, start_step=self.step,
-                                 window=window)
             while model.num_timesteps < n_steps:
                 stop = n_steps
                 if checkpoint_every:
                     stop = min(n_steps, (model.num_timesteps // checkpoint_every + 1) * checkpoint_every)
-                model.learn(total_timesteps=stop - model.num_timesteps, callback=callback, log_interval=None,
+                model.learn(total_timesteps=stop - model.num_timesteps, callback=self._callback, log_interval=None,
                             reset_num_timesteps=False)
                 self._take_policy(model)
                 if out is not None:
-                    self._save(out, training=self._training_state(model, callback))
+                    self._save_checkpoint(out, training=True)
         finally:
-            env.close()
-            if callback is not None:
-                callback.bar.close()
-        return FitResult(steps=self.step, last_metrics=callback.last_row)
+            self._callback.bar.close()
+        return FitResult(steps=self.step, last_metrics=self._callback.last_row)
+
+    def _end_fit(self) -> None:
+        if self._env is not None:
+            self._env.close()
+        self._env = self._model = self._callback = None
 
     def _take_policy(self, model) -> None:
         """Point the agent's policy, entropy coefficient and step at the SB3 model's."""
@@ -328,9 +317,6 @@ class SACOnline:
         self.log_ent_coef = (log_ent.detach().cpu().clone() if isinstance(log_ent, torch.Tensor)
                              else torch.tensor([math.log(float(self.config.ent_coef))]))
         self.step = int(model.num_timesteps)
-
-    def _run_identity(self) -> dict[str, Any]:
-        return {"seed": self.seed, "sim_config": sim_config_json(self.sim_config)}
 
     def _training_state(self, model, callback) -> dict[str, Any]:
         """Everything besides the weights that the rest of a run depends on, as tensors and JSON strings.
@@ -434,26 +420,30 @@ class SACOnline:
         out["log_ent_coef"] = self.log_ent_coef.clone()
         return out
 
-    def _write_config(self, run_dir: Path) -> None:
-        write_run_config(run_dir, ALGO_NAME, config=asdict(self.config), sim_config=self.sim_config.to_json(),
-                         obs_dim=self.obs_dim, seed=self.seed)
+    def _require_trained(self) -> None:
+        self._require_policy()
 
-    def save(self, run_dir: str | Path) -> None:
-        """Write ``config.json``, ``checkpoint.pt`` (weights only: a run saved this way cannot be
-        resumed; ``fit`` writes its own checkpoints with the training state) and ``budget.json``."""
-        self._save(Path(run_dir), training=None)
+    def _algo_state(self, training: bool) -> dict[str, Any]:
+        """The policy's weights, the entropy coefficient and the budget; ``training`` (``fit``'s
+        checkpoints) adds :meth:`_training_state`, without which a run cannot be resumed."""
+        return {
+            "policy": {k: v.detach().cpu() for k, v in self.policy.state_dict().items()},
+            "log_ent_coef": self.log_ent_coef.clone(), "budget": self.budget.to_json(),
+            "training": self._training_state(self._model, self._callback) if training else None,
+        }
 
-    def _save(self, run_dir: Path, training: dict[str, Any] | None) -> None:
-        policy = self._require_policy()
-        self._write_config(run_dir)
-        save_checkpoint(run_dir / CHECKPOINT_NAME, {
-            "format": CHECKPOINT_FORMAT, "algo": ALGO_NAME, "step": self.step, **self._run_identity(),
-            "config": config_json(self.config),
-            "policy": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
-            "log_ent_coef": self.log_ent_coef.clone(), "budget": self.budget.to_json(), "training": training,
-        })
-        write_json(run_dir / BUDGET_NAME, {"algo": ALGO_NAME, "unit": "environment steps (requests)",
-                                           "env_steps": self.step, **self.budget.to_json()})
+    def _load_state(self, state: dict[str, Any], path: Path, training: bool) -> None:
+        if training:
+            self._window = self._restore_training(self._model, state, path)
+            return
+        if not isinstance(state["policy"], dict):
+            raise CheckpointError(f"{path}: 'policy' is not a state dict")
+        load_module_state(self.policy, state["policy"], f"{path} policy")
+        self.log_ent_coef = state["log_ent_coef"]
+        self.budget = OnlineBudget.from_json(state.get("budget", {}))
+
+    def _build_for_load(self) -> None:
+        self.policy = self._build_policy()
 
     def _build_policy(self):
         """An SB3 ``SACPolicy`` of this config's architecture (weights to be loaded), in eval mode."""
@@ -464,27 +454,3 @@ class SACOnline:
             policy = SACPolicy(obs_space, act_space, lambda _: self.config.learning_rate, **_policy_kwargs(self.config))
         policy.set_training_mode(False)
         return policy.to(self.config.device)
-
-    @classmethod
-    def load(cls, run_dir: str | Path, device: str | None = None) -> "SACOnline":
-        """The actor saved in ``run_dir``; :class:`CheckpointError` for a missing, foreign or damaged run."""
-        run_dir = Path(run_dir)
-
-        def parse(meta: dict[str, Any]) -> tuple["SACOnline", int]:
-            config = SACOnlineConfig.from_dict(meta["config"])
-            if device is not None:
-                config = replace(config, device=device)
-            return cls(config, sim_config=meta["sim_config"]), check_seed(meta["seed"])
-
-        agent, seed = read_run_config(run_dir, ALGO_NAME, parse)
-        path = run_dir / CHECKPOINT_NAME
-        state = load_checkpoint(path)
-        check_checkpoint(state, path, CHECKPOINT_FORMAT, ("step", "policy", "log_ent_coef"), "a sac-online checkpoint")
-        policy = agent._build_policy()
-        if not isinstance(state["policy"], dict):
-            raise CheckpointError(f"{path}: 'policy' is not a state dict")
-        load_module_state(policy, state["policy"], f"{path} policy")
-        agent.policy, agent.seed, agent.step = policy, seed, int(state["step"])
-        agent.log_ent_coef = state["log_ent_coef"]
-        agent.budget = OnlineBudget.from_json(state.get("budget", {}))
-        return agent

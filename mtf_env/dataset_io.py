@@ -37,6 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .files import atomic_write_bytes
 from .tasks import N_TASKS, TASK_NAMES
 
 #: Version of the on-disk layout; loaders refuse any other.
@@ -207,17 +208,6 @@ def column_to_numpy(column: pa.ChunkedArray | pa.Array, out: np.ndarray | None =
 
 
 # ---------------------------------------------------------------------------- checksums & versions
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (never half-written)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def sha256_file(path: Path, block: int = 1 << 23) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

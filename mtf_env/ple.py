@@ -56,7 +56,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from .dataset_io import atomic_write_bytes
+from .files import atomic_write_bytes
 from .numeric import sigmoid_f32
 from .tasks import N_TASKS, PLAY_TIME_SCALE_S, TASK_INDEX, TASK_NAMES
 

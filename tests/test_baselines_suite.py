@@ -45,7 +45,7 @@ def test_suite_end_to_end_and_reuse(tiny_dataset, tmp_path):
     assert methods["bo"]["online_budget"]["sessions"] == 3 * 40
     assert methods["es"]["online_budget"]["sessions"] == 2 * 20
     assert methods["td3"]["online_budget"] is None and methods["td3"]["step_unit"] == "gradient steps"
-    assert methods["td3"]["overrides"]["hidden_units"] == [8, 8]
+    assert methods["td3"]["overrides"]["hidden"] == [8, 8]
     # Figure 5's numbers: the critic's estimate against the true value; BC has no critic
     q = methods["td3"]["q"]
     assert np.isfinite(q["q_policy_at_initial_states"]) and np.isfinite(q["q_mean_over_training"])
@@ -60,7 +60,7 @@ def test_suite_end_to_end_and_reuse(tiny_dataset, tmp_path):
     from benchmarks.evaluation.training import make_agent
     from mtf_env.dataset import load_dataset
 
-    straight = make_agent("td3", {"hidden_units": (8, 8), "batch_size": 16})
+    straight = make_agent("td3", {"hidden": (8, 8), "batch_size": 16})
     straight.fit(load_dataset(tiny_dataset, split="train").transitions(), 4, seed=0, show_progress=False)
     chunked = algo_class("td3").load(methods["td3"]["run_dir"]).state_dict()
     assert all(torch.equal(v, chunked[k]) for k, v in straight.state_dict().items())
@@ -84,7 +84,7 @@ def test_suite_settings_and_refusals(tiny_dataset, tmp_path):
     with pytest.raises(ValueError, match="unknown algorithm"):
         suite_algos(["bo", "dqn"])
     assert network_overrides("bo", (64, 64), (128, 128)) == {}
-    assert network_overrides("td3", (64, 64), (128, 128)) == {"hidden_units": (64, 64)}
+    assert network_overrides("td3", (64, 64), (128, 128)) == {"hidden": (64, 64)}
     assert network_overrides("batchrl-mtf", (64, 64), (128, 128)) == {
         "actor_hidden": (64, 64), "critic_hidden": (64, 64), "vae_hidden": (128, 128)}
     assert parse_method_overrides(["bo:n_users=500", "bo:kappa=1.5", "es:hidden=[8]"]) == {
@@ -95,7 +95,7 @@ def test_suite_settings_and_refusals(tiny_dataset, tmp_path):
         run(tiny_dataset, tmp_path, algos=["bo"], overrides={"td3": {"batch_size": 8}}, show_progress=False)
 
 
-SAC_TINY = {"n_envs": 2, "net_arch": [8, 8], "batch_size": 8, "learning_starts": 2, "buffer_size": 200}
+SAC_TINY = {"n_envs": 2, "hidden": [8, 8], "batch_size": 8, "learning_starts": 2, "buffer_size": 200}
 
 
 def test_suite_resumes_sac_online(tiny_dataset, tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.base import CheckpointError
+from agents.checkpoint import CheckpointError
 from agents.batchrl_mtf import ALGO_NAME, BatchRLMTF, BatchRLMTFConfig
 from agents.nets import ObsConditionedMLP, mlp
 from mtf_env.transitions import TransitionArrays

@@ -36,7 +36,7 @@ def test_expected_errors_are_one_line(monkeypatch, capsys, exc, code):
 
 
 def test_checkpoint_and_dataset_errors_are_expected(capsys, tmp_path):
-    from agents.base import CheckpointError
+    from agents.checkpoint import CheckpointError
     from mtf_env.dataset_io import DatasetError
 
     assert issubclass(CheckpointError, ValueError) and issubclass(DatasetError, ValueError)

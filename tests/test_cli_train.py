@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from agents.base import CONFIG_NAME, FitResult, write_json
+from agents.run_dir import CONFIG_NAME
+from agents.training_loop import FitResult
+from mtf_env.files import write_json
 from agents.registry import ALGOS, load_policy
 from benchmarks.evaluation import configs, training
 from benchmarks.cli import main
@@ -279,8 +281,8 @@ def test_batchrl_small_suite_tiny(dataset_dir, tmp_path):
 
 # ------------------------------------------------------------------ every registered algorithm
 #: Tiny settings per config field name (applied when an algorithm's config has the field).
-_TINY_FIELDS = {"actor_hidden": (16,), "critic_hidden": (16,), "vae_hidden": (16,), "hidden_units": (16,),
-                "hidden": (8,), "net_arch": (16,), "batch_size": 32, "n_action_samples": 5, "n_target_samples": 3,
+_TINY_FIELDS = {"actor_hidden": (16,), "critic_hidden": (16,), "vae_hidden": (16,),
+                "hidden": (8,), "batch_size": 32, "n_action_samples": 5, "n_target_samples": 3,
                 "n_users": 50, "n_pairs": 2, "n_init": 2, "n_candidates": 64, "n_envs": 2, "learning_starts": 20}
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.base import CheckpointError, save_checkpoint
+from agents.checkpoint import CheckpointError, save_checkpoint
 from agents.baseline_settings import OFFLINE_GAMMA, OFFLINE_HIDDEN_UNITS, OFFLINE_SETTINGS, values
 from agents.offline_d3rlpy import OFFLINE_ALGOS, IQLAgent, TD3Agent, UWACTD3Agent
 from agents.registry import ALGOS, algo_class, load_policy
@@ -25,7 +25,7 @@ TINY_EXTRA = {"uwac-td3": {"n_dropout_samples": 3}, "cql-sac": {"n_action_sample
 
 def tiny(algo: str, **changes):
     cls = OFFLINE_ALGOS[algo]
-    settings = {"hidden_units": (16, 16), "batch_size": 32, **TINY_EXTRA.get(algo, {}), **changes}
+    settings = {"hidden": (16, 16), "batch_size": 32, **TINY_EXTRA.get(algo, {}), **changes}
     return cls(dataclasses.replace(cls.config_class(), **settings))
 
 
@@ -253,7 +253,7 @@ def test_foreign_and_unsafe_checkpoints_are_refused(data, tmp_path):
     with pytest.raises(CheckpointError):
         TD3Agent.load(tmp_path / "td3")
     # networks of other sizes
-    small = tiny("td3", hidden_units=(8, 8))
+    small = tiny("td3", hidden=(8, 8))
     small.fit(data, 2, seed=0, out_dir=tmp_path / "small", show_progress=False)
     (tmp_path / "td3" / "checkpoint.pt").write_bytes((tmp_path / "small" / "checkpoint.pt").read_bytes())
     with pytest.raises(CheckpointError, match="shape"):

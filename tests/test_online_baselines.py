@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.base import CheckpointError
+from agents.checkpoint import CheckpointError
 from agents.bo import BayesianOptimisation, BOConfig
 from agents.es import EvolutionStrategy, ESConfig, centred_ranks
 from agents.online import OnlineBudget, rollout_objective
@@ -24,7 +24,7 @@ from tests.agent_contract import check_agent_contract
 
 TINY_BO = BOConfig(n_users=60, n_init=2, n_candidates=64, gp_restarts=0)
 TINY_ES = ESConfig(n_users=40, n_pairs=2, hidden=(4,))
-TINY_SAC = SACOnlineConfig(n_envs=2, net_arch=(8, 8), batch_size=8, learning_starts=2, buffer_size=200)
+TINY_SAC = SACOnlineConfig(n_envs=2, hidden=(8, 8), batch_size=8, learning_starts=2, buffer_size=200)
 
 
 
@@ -218,7 +218,7 @@ def test_sac_online_resumes_exactly_after_a_crash(small_config, tmp_path, monkey
                  checkpoint_every=0)
 
     saves = []
-    original_save = SACOnline._save
+    original_save = SACOnline._save_checkpoint
 
     def save_then_crash(self, run_dir, training):
         original_save(self, run_dir, training)
@@ -226,7 +226,7 @@ def test_sac_online_resumes_exactly_after_a_crash(small_config, tmp_path, monkey
         if len(saves) == 2:
             raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(SACOnline, "_save", save_then_crash)
+    monkeypatch.setattr(SACOnline, "_save_checkpoint", save_then_crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
         SACOnline(config, sim_config=small_config).fit(n_steps=24, seed=5, out_dir=tmp_path / "resumed",
                                                         show_progress=False, log_every=8, checkpoint_every=6)

@@ -29,7 +29,7 @@ D = 3   # state features of the synthetic MDP
 SIGMA = 0.1  # reward noise
 MLP_SE_FACTOR = 2.5  # standard error of the MLP fit / least-squares standard error (SyntheticMDP.tolerance)
 #: Small, fast settings for the tests (the paper's defaults take minutes).
-SMALL = dict(hidden_sizes=(64, 64), batch_size=128, target_update_every=25, learning_rate=1e-3, n_bootstrap=200)
+SMALL = dict(hidden=(64, 64), batch_size=128, target_update_every=25, learning_rate=1e-3, n_bootstrap=200)
 
 
 
@@ -222,7 +222,7 @@ def small_problem(end: str = "terminal", horizon: int = 3, n: int = 200):
 
 def test_same_seed_same_weights_and_estimate():
     data, pol = small_problem()
-    cfg = small_config(n_steps=60, alpha_c=0.01, hidden_sizes=(16, 16), batch_size=32)
+    cfg = small_config(n_steps=60, alpha_c=0.01, hidden=(16, 16), batch_size=32)
     runs = []
     for seed in (7, 7, 8):
         est = ConservativeFQE(cfg, seed=seed)
@@ -248,7 +248,7 @@ class CountingPolicy:
 def test_policy_is_called_up_front_only(end, horizon, expected_calls):
     data, pol = small_problem(end, horizon)
     counting = CountingPolicy(pol)
-    est = ConservativeFQE(small_config(n_steps=50, hidden_sizes=(8,), batch_size=16), seed=0)
+    est = ConservativeFQE(small_config(n_steps=50, hidden=(8,), batch_size=16), seed=0)
     est.fit(data, counting, show_progress=False)
     # pi_e(s) once for all rows; pi_e(s') only for timeout rows (continuing rows reuse pi_e(s_{i+1}))
     assert counting.calls == expected_calls
@@ -258,7 +258,7 @@ def test_policy_is_called_up_front_only(end, horizon, expected_calls):
 def test_stochastic_policy_is_drawn_n_times():
     data, pol = small_problem("timeout", 2)
     counting = CountingPolicy(pol, stochastic=True)
-    est = ConservativeFQE(small_config(n_steps=20, hidden_sizes=(8,), batch_size=16, n_policy_action_samples=3), seed=0)
+    est = ConservativeFQE(small_config(n_steps=20, hidden=(8,), batch_size=16, n_policy_action_samples=3), seed=0)
     est.fit(data, counting, show_progress=False)
     assert counting.rows == 3 * len(data) + 3 * int((~data.terminals).sum())
     counting.rows = 0
@@ -268,7 +268,7 @@ def test_stochastic_policy_is_drawn_n_times():
 
 def test_out_dir_metrics_checkpoint_and_load(tmp_path):
     data, pol = small_problem()
-    est = ConservativeFQE(small_config(n_steps=40, log_every=10, hidden_sizes=(16,), batch_size=32), seed=0)
+    est = ConservativeFQE(small_config(n_steps=40, log_every=10, hidden=(16,), batch_size=32), seed=0)
     est.fit(data, pol, show_progress=False, out_dir=tmp_path)
     header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
     assert header[0] == "step"
@@ -279,7 +279,7 @@ def test_out_dir_metrics_checkpoint_and_load(tmp_path):
     x0 = data.initial_observations()
     assert loaded.estimate(x0, pol)["value"] == est.estimate(x0, pol)["value"]
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    from agents.base import CheckpointError
+    from agents.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError):
         ConservativeFQE.load(tmp_path / "bad.pt")
@@ -314,7 +314,7 @@ def test_bad_policy_output_is_refused(kind, match):
 
 def test_bad_observations_and_state_are_refused():
     data, pol = small_problem()
-    est = ConservativeFQE(small_config(n_steps=5, hidden_sizes=(8,)), seed=0)
+    est = ConservativeFQE(small_config(n_steps=5, hidden=(8,)), seed=0)
     with pytest.raises(ValueError, match="not fitted"):
         est.estimate(data.initial_observations(), pol)
     est.fit(data, pol, show_progress=False)
@@ -329,7 +329,7 @@ def test_bad_observations_and_state_are_refused():
         est.fit(broken, pol, show_progress=False)
 
 
-@pytest.mark.parametrize("field,value", [("gamma", 1.0), ("alpha_c", -0.1), ("n_steps", 0), ("hidden_sizes", ()),
+@pytest.mark.parametrize("field,value", [("gamma", 1.0), ("alpha_c", -0.1), ("n_steps", 0), ("hidden", ()),
                                          ("ci_level", 1.0), ("learning_rate", 0.0)])
 def test_config_validation(field, value):
     with pytest.raises(ValueError, match=field):

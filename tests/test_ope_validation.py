@@ -186,7 +186,7 @@ def tiny_dataset(tmp_path_factory):
 
 def test_tiny_end_to_end_harness(tiny_dataset, tmp_path):
     t0 = time.perf_counter()
-    settings = ov.ValidationSettings(n_steps=30, batch_size=64, hidden_sizes=(16, 16), target_update_every=10,
+    settings = ov.ValidationSettings(n_steps=30, batch_size=64, hidden=(16, 16), target_update_every=10,
                                      n_initial=40, n_rollouts=2, sweep_alphas=(0.0, 1e-2), n_random=1,
                                      n_bootstrap=100, n_bootstrap_states=20, td3_steps=30, td3_hidden=(16, 16))
     out = tmp_path / "val"
@@ -222,7 +222,7 @@ def test_tiny_end_to_end_harness(tiny_dataset, tmp_path):
 
 
 def test_harness_takes_trained_runs_one_per_algorithm(tiny_dataset, tmp_path):
-    settings = ov.ValidationSettings(n_steps=10, batch_size=32, hidden_sizes=(8,), target_update_every=5, n_initial=20,
+    settings = ov.ValidationSettings(n_steps=10, batch_size=32, hidden=(8,), target_update_every=5, n_initial=20,
                                      n_rollouts=2, n_bootstrap=20, n_bootstrap_states=10, td3_steps=10, td3_hidden=(8,))
     kw = dict(families=["corner", "trained"], max_members=2, sweep=False, estimators=["fqe"], show_progress=False,
               figures=False)

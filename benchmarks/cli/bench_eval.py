@@ -27,7 +27,7 @@ def _run(args: argparse.Namespace) -> None:
     positive("--seed", args.seed, 0)
     if args.out is not None and args.out.is_dir():
         raise ValueError(f"--out {args.out} is a directory; give a .json file name")
-    from agents.base import write_json
+    from mtf_env.files import write_json
     from benchmarks.speed.bench_eval import run_bench
 
     extra = {} if args.block_size is None else {"block_size": args.block_size}

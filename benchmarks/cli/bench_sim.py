@@ -19,7 +19,7 @@ def _run(args: argparse.Namespace) -> None:
         raise ValueError(f"--seconds must be a positive number, got {args.seconds}")
     if args.out.is_dir():
         raise ValueError(f"--out {args.out} is a directory; give a .json file name")
-    from agents.base import write_json
+    from mtf_env.files import write_json
     from benchmarks.speed.bench_sim import bench_sim
 
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ def _run(args: argparse.Namespace) -> None:
     positive("--random-candidates", args.random_candidates, 0)
     positive("--seed", args.seed, 0)
     output_dir("--out", args.out)
-    from agents.base import write_json
+    from mtf_env.files import write_json
     from benchmarks.evaluation.diagnose import diagnose, plot_diagnosis
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ ESTIMATORS: tuple[str, ...] = ("conservative", "d3rlpy-fqe")
 #: Option -> ConservativeFQEConfig field of the options that default to the config's value.
 CONFIG_OPTIONS: dict[str, str] = {
     "alpha_c": "alpha_c", "steps": "n_steps", "batch_size": "batch_size", "lr": "learning_rate",
-    "hidden": "hidden_sizes", "target_update_every": "target_update_every", "gamma": "gamma",
+    "hidden": "hidden", "target_update_every": "target_update_every", "gamma": "gamma",
     "n_bootstrap": "n_bootstrap", "n_initial": "n_initial_states",
 }
 

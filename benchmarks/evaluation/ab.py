@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from agents.base import write_json
+from mtf_env.files import write_json
 from mtf_env.config import SimConfig
 from mtf_env.core import Simulator
 

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from agents.base import write_json
+from mtf_env.files import write_json
 
 #: Estimator names this module fits (``d3rlpy-fqe`` is d3rlpy's FQE, alpha_c must be 0).
 ESTIMATORS: tuple[str, ...] = ("conservative", "d3rlpy-fqe")
@@ -159,7 +159,7 @@ def markdown_table(result: dict[str, Any]) -> str:
     level = result["results"][0]["ci_level"] if result["results"] else cfg["ci_level"]
     lines = [
         f"Conservative-OPEstimator ({result['estimator']}, alpha_c = {cfg['alpha_c']:g}, K = {cfg['n_steps']}, "
-        f"lr = {cfg['learning_rate']:g}, m = {cfg['batch_size']}, hidden = {cfg['hidden_sizes']}) on "
+        f"lr = {cfg['learning_rate']:g}, m = {cfg['batch_size']}, hidden = {cfg['hidden']}) on "
         f"{result['dataset']['path']} (test split, {result['dataset']['n_transitions']} transitions, "
         f"{result['dataset']['n_initial_states']} initial states), seed {result['seed']}",
         "",

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import write_json
+from mtf_env.files import write_json
 from agents.behaviour import collection_policy
 from mtf_env.dataset import DATASET_PRESETS, CollectConfig, collect_dataset, load_dataset
 from mtf_env.rewards import REWARD_PRESETS

@@ -176,7 +176,7 @@ def trained_members(run_dirs: Iterable[str | Path], on_error: str = "skip") -> t
     Stochastic agents (``stochastic = True``) and runs that fail to load are skipped with a
     message (``on_error="raise"`` raises ValueError instead).
     """
-    from agents.base import CheckpointError
+    from agents.checkpoint import CheckpointError
     from agents.registry import load_policy
 
     members, skipped = [], []

@@ -131,7 +131,7 @@ def run_quickstart(out: str | Path = "results/quickstart", seed: int = 0,
         "lift_pct": {m: lifts[m].to_json() for m in ("adtime_s", "upi_rate", "session_return",
                                                       "discounted_session_return")},
     }
-    from agents.base import write_json
+    from mtf_env.files import write_json
 
     write_json(out / QUICKSTART_LOG, summary)
     return {**summary, "markdown": result.to_markdown()}

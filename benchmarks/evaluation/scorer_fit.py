@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from agents.base import write_json
+from mtf_env.files import write_json
 from mtf_env.config import SimConfig
 from agents.ple_scorer import train_scorer
 from mtf_env.impressions import sample_impressions

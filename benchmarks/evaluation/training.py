@@ -44,7 +44,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from agents.base import CONFIG_NAME, write_json
+from agents.run_dir import CONFIG_NAME
+from mtf_env.files import write_json
 from agents.registry import algo_class
 
 from .configs import build_config, reward_overrides
@@ -250,7 +251,7 @@ def train_agent(
 
     start_step = 0
     if resume and (out / "checkpoint.pt").is_file():
-        from agents.base import load_checkpoint
+        from agents.checkpoint import load_checkpoint
 
         start_step = int(load_checkpoint(out / "checkpoint.pt").get("step", 0))
     t0 = time.perf_counter()

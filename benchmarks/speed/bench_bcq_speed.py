@@ -56,7 +56,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from agents.base import write_json
+from mtf_env.files import write_json
 from agents.batchrl_mtf import BatchRLMTF, BatchRLMTFConfig
 from mtf_env.transitions import TransitionArrays
 

@@ -111,8 +111,8 @@ def network_overrides(algo: str, hidden: Sequence[int], vae_hidden: Sequence[int
         return {}
     fields = {f.name for f in dataclasses.fields(config_class(algo_class(algo)))}
     out: dict[str, Any] = {}
-    if "hidden_units" in fields:  # d3rlpy agents: every encoder
-        out["hidden_units"] = tuple(hidden)
+    if "hidden" in fields:  # d3rlpy agents: every encoder
+        out["hidden"] = tuple(hidden)
     for name in ("actor_hidden", "critic_hidden"):  # BatchRL-MTF
         if name in fields:
             out[name] = tuple(hidden)
@@ -207,7 +207,7 @@ def train_with_q_checkpoints(algo: str, data_dir: Path, data, steps: int, seed: 
     ``{step: estimate}`` is kept in the run directory (:data:`Q_TRAJECTORY_NAME`), so a finished
     run is not retrained to draw it again.
     """
-    from agents.base import write_json
+    from mtf_env.files import write_json
 
     path = run_dir / Q_TRAJECTORY_NAME
     trajectory = {int(k): v for k, v in json.loads(path.read_text()).items()} if path.is_file() else {}
@@ -243,7 +243,7 @@ def run(data: str | Path, out: str | Path, steps: int = 2000, seed: int = 0, alg
     """
     import torch
 
-    from agents.base import write_json
+    from mtf_env.files import write_json
     from agents.static import StaticPolicy
     from mtf_env.core import Simulator
     from mtf_env.dataset import load_dataset

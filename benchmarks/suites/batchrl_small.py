@@ -48,7 +48,7 @@ def run(data: str | Path, steps: int, seed: int, out: str | Path, run_dir: str |
     """Train -> true values -> A/B test (see the module docstring); returns the result dict written to JSON."""
     import torch
 
-    from agents.base import write_json
+    from mtf_env.files import write_json
     from agents.static import StaticPolicy
     from mtf_env.core import Simulator
     from mtf_env.dataset import load_dataset

@@ -82,7 +82,7 @@ class ValidationSettings:
     """Adam learning rate (paper: 1e-4); lr * K = 0.5 as in the paper."""
     batch_size: int = 256
     """m, transitions per gradient step (paper: 512)."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
+    hidden: tuple[int, ...] = (64, 64)
     """Q-network widths (estimator default 256-256)."""
     target_update_every: int = 50
     """Gradient steps between target copies (d3rlpy default 100); K / this = Bellman backups."""
@@ -121,7 +121,7 @@ class ValidationSettings:
             raise ValueError("ValidationSettings.n_random and seed must be >= 0")
         if any((not math.isfinite(a)) or a < 0 for a in (self.alpha_c, *self.sweep_alphas)):
             raise ValueError(f"alpha_c values must be >= 0, got {self.alpha_c} and {self.sweep_alphas}")
-        for name in ("hidden_sizes", "td3_hidden", "sweep_alphas"):
+        for name in ("hidden", "td3_hidden", "sweep_alphas"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
     def estimator_config(self, alpha_c: float):
@@ -130,7 +130,7 @@ class ValidationSettings:
 
         return ConservativeFQEConfig(
             batch_size=self.batch_size, n_initial_states=self.n_initial, gamma=self.gamma, alpha_c=float(alpha_c),
-            n_steps=self.n_steps, learning_rate=self.learning_rate, hidden_sizes=self.hidden_sizes,
+            n_steps=self.n_steps, learning_rate=self.learning_rate, hidden=self.hidden,
             target_update_every=self.target_update_every, n_bootstrap=self.n_bootstrap_states,
             ci_level=self.ci_level, log_every=max(1, min(100, self.n_steps)),
         )
@@ -140,7 +140,7 @@ class ValidationSettings:
 
 
 #: The paper's estimator settings (minutes per policy on this machine) for the same harness.
-PAPER_SETTINGS = ValidationSettings(n_steps=5000, learning_rate=1e-4, batch_size=512, hidden_sizes=(256, 256),
+PAPER_SETTINGS = ValidationSettings(n_steps=5000, learning_rate=1e-4, batch_size=512, hidden=(256, 256),
                                     target_update_every=100, n_rollouts=8)
 DEFAULT_SETTINGS = ValidationSettings()
 
@@ -202,14 +202,14 @@ def _quick_td3(data_dir: Path, out_dir: Path, settings: ValidationSettings, show
     ``settings.td3_steps`` steps: the unconstrained offline learner whose actions drift to the
     edges of the box. A finished run is marked by ``ope_zoo.json`` and reused when its settings match.
     """
-    from agents.base import write_json
+    from mtf_env.files import write_json
 
     import shutil
 
     from agents.offline_d3rlpy import TD3Agent, TD3AgentConfig
     from mtf_env.dataset import load_dataset
 
-    marker = {"steps": settings.td3_steps, "seed": settings.seed, "hidden_units": list(settings.td3_hidden),
+    marker = {"steps": settings.td3_steps, "seed": settings.seed, "hidden": list(settings.td3_hidden),
               "data": str(data_dir.resolve())}
     marker_path = out_dir / "ope_zoo.json"
     if marker_path.is_file() and json.loads(marker_path.read_text()) == marker:
@@ -217,7 +217,7 @@ def _quick_td3(data_dir: Path, out_dir: Path, settings: ValidationSettings, show
     if out_dir.exists():
         shutil.rmtree(out_dir)  # an unfinished or differently configured quick run of this harness
     train = load_dataset(data_dir, split="train").transitions()
-    agent = TD3Agent(TD3AgentConfig(hidden_units=settings.td3_hidden))
+    agent = TD3Agent(TD3AgentConfig(hidden=settings.td3_hidden))
     agent.fit(train, settings.td3_steps, seed=settings.seed, out_dir=out_dir, show_progress=show_progress,
               log_every=min(1000, settings.td3_steps), checkpoint_every=0)
     write_json(marker_path, marker)
@@ -239,7 +239,7 @@ def run_validation(data_dir: str | Path, out: str | Path, settings: ValidationSe
     trained runs kept per algorithm, the first found in ``run_roots`` order (None: all; a cap
     bounds the time when many seeds exist: each BCQ-style run costs minutes here).
     """
-    from agents.base import write_json
+    from mtf_env.files import write_json
 
     import torch
     from tqdm.auto import tqdm
@@ -507,7 +507,7 @@ def markdown_report(result: dict[str, Any]) -> str:
                      + " | ".join(_f(p["estimates"][lb]["value"]) for lb in labels) + " |")
     s, ps = result["settings"], result["paper_settings"]
     lines += ["", "## Settings (this run vs the paper's)", "", "| setting | this run | paper |", "| --- | --- | --- |"]
-    for key in ("n_steps", "learning_rate", "batch_size", "hidden_sizes", "target_update_every", "alpha_c", "gamma",
+    for key in ("n_steps", "learning_rate", "batch_size", "hidden", "target_update_every", "alpha_c", "gamma",
                 "n_initial", "n_rollouts"):
         lines.append(f"| {key} | {s[key]} | {ps[key]} |")
     lines += ["", f"OOD-heavy: {result['ood']['definition']}; threshold {result['ood']['threshold']:.3f}.",
