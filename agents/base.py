@@ -54,7 +54,7 @@ from agents.training_loop import FitResult, check_fit_args, fit_loop
 
 
 class Agent:
-    """Base of the trainable agents; after ``fit`` (or ``load``) an agent is an :class:`agents.policy.Policy`."""
+    """Base of the trainable agents; after ``fit`` (or ``load``) an agent is an :class:`mtf_env.policy.Policy`."""
 
     algo_name: ClassVar[str]
     """Registry name, the ``"algo"`` tag of ``config.json`` and of the checkpoint."""
@@ -196,7 +196,7 @@ class Agent:
 
     # ------------------------------------------------------------------ the policy
     def act(self, obs: np.ndarray) -> np.ndarray:
-        """``obs (B, obs_dim) float32 -> (B, action_dim) float32`` in ``[-1, 1]`` (:class:`agents.policy.Policy`)."""
+        """``obs (B, obs_dim) float32 -> (B, action_dim) float32`` in ``[-1, 1]`` (:class:`mtf_env.policy.Policy`)."""
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, torch.Tensor]:

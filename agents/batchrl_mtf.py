@@ -63,7 +63,7 @@ from agents.config import ConfigBase
 from agents.data import check_transitions, data_fingerprint, data_to_tensors
 from agents.seeding import check_seed, seed_from
 from agents.nets import ObsConditionedMLP
-from agents.policy import check_obs_batch
+from mtf_env.policy import check_obs_batch
 from mtf_env.transitions import TransitionArrays
 
 ALGO_NAME = "batchrl-mtf"
@@ -171,7 +171,7 @@ class BCQNetworks(nn.Module):
 
 
 class BatchRLMTF(OfflineAgent):
-    """The BatchRL-MTF agent; after ``fit`` (or ``load``) it is a :class:`agents.policy.Policy`.
+    """The BatchRL-MTF agent; after ``fit`` (or ``load``) it is a :class:`mtf_env.policy.Policy`.
 
     Usage::
 

@@ -53,7 +53,7 @@ from agents.checkpoint import CheckpointError
 from agents.config import ConfigBase
 from agents.baseline_settings import BO_N_RESTARTS_OPTIMIZER, BO_NORMALIZE_Y
 from agents.online import (OnlineAgent, OnlineBudget, draw_users, normalise_reward, rollout_objective, round_rng)
-from agents.policy import check_obs_batch
+from mtf_env.policy import check_obs_batch
 from agents.static import StaticPolicy
 from mtf_env.config import SimConfig
 from mtf_env.core import Simulator
@@ -133,7 +133,7 @@ def _seed_int(rng: np.random.Generator) -> int:
 
 
 class BayesianOptimisation(OnlineAgent):
-    """The ``bo`` baseline; after ``fit`` (or ``load``) a static :class:`agents.policy.Policy`.
+    """The ``bo`` baseline; after ``fit`` (or ``load``) a static :class:`mtf_env.policy.Policy`.
 
     Usage::
 

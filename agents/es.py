@@ -57,7 +57,7 @@ from agents.nets import mlp
 from agents.online import (OBJECTIVES, OnlineAgent, OnlineBudget, draw_users, normalise_reward, rollout_objective,
                            round_rng)
 from agents.seeding import seed_from
-from agents.policy import check_obs_batch
+from mtf_env.policy import check_obs_batch
 from mtf_env.config import SimConfig
 from mtf_env.core import Simulator
 from mtf_env.fusion import PRODUCTION_ALPHA, alpha_to_action
@@ -153,7 +153,7 @@ class _FlatMLP:
 
 
 class EvolutionStrategy(OnlineAgent):
-    """The ``es`` baseline; after ``fit`` (or ``load``) a deterministic :class:`agents.policy.Policy`.
+    """The ``es`` baseline; after ``fit`` (or ``load``) a deterministic :class:`mtf_env.policy.Policy`.
 
     Usage::
 

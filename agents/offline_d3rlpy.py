@@ -83,7 +83,7 @@ from agents.baseline_settings import (
     UWAC_N_DROPOUT_SAMPLES,
     UWAC_WEIGHT_FORM,
 )
-from agents.policy import check_obs_batch
+from mtf_env.policy import check_obs_batch
 from agents.training_loop import FitResult
 from mtf_env.transitions import TransitionArrays
 

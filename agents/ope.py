@@ -54,7 +54,7 @@ from agents.run_dir import CONFIG_NAME, METRICS_NAME, MetricsLogger
 from agents.seeding import global_rng_scope, torch_rng_scope
 from agents.training_loop import FitResult, fit_loop
 from agents.d3rlpy_adapter import continuing_rows, to_d3rlpy_dataset
-from agents.policy import Policy, check_obs_batch
+from mtf_env.policy import Policy, check_obs_batch
 from mtf_env.files import write_json
 from mtf_env.transitions import TransitionArrays
 

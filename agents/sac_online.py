@@ -59,7 +59,7 @@ from agents.training_loop import FitResult
 from agents.baseline_settings import (SAC_ONLINE_BUFFER_SIZE, SAC_ONLINE_GAMMA, SAC_ONLINE_LEARNING_STARTS,
                                       SAC_ONLINE_N_ENVS)
 from agents.online import OnlineAgent, OnlineBudget, check_data, normalise_reward
-from agents.policy import check_obs_batch
+from mtf_env.policy import check_obs_batch
 from mtf_env.config import SimConfig
 from mtf_env.core import obs_bounds
 from mtf_env.tasks import N_TASKS
@@ -206,7 +206,7 @@ class _Progress:
 
 
 class SACOnline(OnlineAgent):
-    """The ``sac-online`` reference; after ``fit`` (or ``load``) a deterministic :class:`agents.policy.Policy`
+    """The ``sac-online`` reference; after ``fit`` (or ``load``) a deterministic :class:`mtf_env.policy.Policy`
     (the mean action of the squashed Gaussian actor).
 
     Usage::

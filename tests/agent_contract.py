@@ -12,7 +12,7 @@ The agent-side API the contract relies on:
   with ``out_dir`` it writes ``config.json`` and ``metrics.csv`` (a ``step`` column first,
   then namespaced metrics such as ``train/critic_loss``; the last row is at ``n_steps``).
   ``out_dir=None`` writes nothing.
-* ``agent.act(obs)``: the :class:`agents.policy.Policy` protocol, ``(B, obs_dim) float32 ->
+* ``agent.act(obs)``: the :class:`mtf_env.policy.Policy` protocol, ``(B, obs_dim) float32 ->
   (B, action_dim) float32`` in ``[-1, 1]``, deterministic unless ``agent.stochastic`` is
   true; ``ValueError`` for observations that are not ``(B, obs_dim)``.
 * ``agent.save(run_dir)`` and ``type(agent).load(run_dir)``: the loaded agent acts identically.
@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from agents.policy import Policy
+from mtf_env.policy import Policy
 from mtf_env.tasks import N_TASKS
 from mtf_env.transitions import TransitionArrays
 

@@ -202,7 +202,7 @@ def evaluate(policy, users: int | Sequence[int] | np.ndarray, days: int, seed: i
     """Run ``policy`` on ``users`` for ``days`` days under the day model (see the module docstring).
 
     Args:
-        policy: any :class:`agents.policy.Policy`; ``act`` is called once per vector step with
+        policy: any :class:`mtf_env.policy.Policy`; ``act`` is called once per vector step with
             the active rows' observations ``(n_active, obs_dim)`` float32.
         users: user ids (n,) (positions in the array are the CRN slots; repeats are allowed and
             get their own random streams), or a count drawn without replacement with ``seed``.

@@ -2,7 +2,7 @@
 
 The validation harness (:mod:`benchmarks.suites.ope_validation`) needs many policies whose
 true values differ, some close to the logged data and some far from it. Every member is a
-**deterministic** :class:`~agents.policy.Policy` (the estimator's protocol: ``pi_e(s)`` is a
+**deterministic** :class:`~mtf_env.policy.Policy` (the estimator's protocol: ``pi_e(s)`` is a
 function of the observation), built from a seed:
 
 ================  ==========================================================================
@@ -44,7 +44,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from agents.policy import Policy, check_obs_batch
+from mtf_env.policy import Policy, check_obs_batch
 from agents.static import STATIC_PRESETS, StaticPolicy
 from mtf_env.fusion import validate_action
 from mtf_env.tasks import N_TASKS, TASK_INDEX

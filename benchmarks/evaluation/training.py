@@ -61,7 +61,7 @@ class TrainResult:
     """What :func:`train_agent` returns."""
 
     agent: Any
-    """The trained agent (a :class:`agents.policy.Policy`)."""
+    """The trained agent (a :class:`mtf_env.policy.Policy`)."""
     run_dir: Path
     """The run directory (``config.json``, ``metrics.csv``, ``checkpoint.pt``, ``train.json``)."""
     algo: str

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from agents.nets import mlp
-from agents.policy import check_obs_batch
+from mtf_env.policy import check_obs_batch
 from agents.static import StaticPolicy
 from mtf_env.config import SimConfig
 from mtf_env.core import Simulator
