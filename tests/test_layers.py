@@ -164,7 +164,7 @@ def test_the_checks_catch_an_upward_import_and_a_cycle(tmp_path):
     graph = import_graph(tmp_path)
     assert upward_imports(graph) == ["mtf_env.a -> agents.x (layer 0 -> 2)"]
     assert find_cycle(graph) in (["mtf_env.b", "mtf_env.c", "mtf_env.b"], ["mtf_env.c", "mtf_env.b", "mtf_env.c"])
-    assert layer_of("benchmarks.ab") == 2 and layer_of("numpy") is None
+    assert layer_of("benchmarks.evaluation.ab") == 3 and layer_of("benchmarks.cli.ab") == 5 and layer_of("numpy") is None
 
 
 def test_the_env_runs_without_torch_or_the_agents():
