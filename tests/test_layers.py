@@ -188,3 +188,17 @@ def test_simulator_modules_import_without_torch(module):
            "assert not loaded, loaded"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_every_module_is_in_the_architecture_map():
+    """docs/architecture.md names every module (a newcomer's map must not miss a new one)."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    missing = []
+    for name, path in find_modules(ROOT).items():
+        if path.name == "__init__.py":
+            continue
+        parent = path.parent.name
+        spellings = (f"`{path.name}`", f"`{parent}/{path.name}`", f"`{path.stem}`")
+        if not any(s in text for s in spellings):
+            missing.append(name)
+    assert not missing, f"docs/architecture.md does not name: {missing}"
