@@ -191,14 +191,17 @@ def _manifest_summary(data_dir: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # Time estimate
 # ---------------------------------------------------------------------------------------------
-#: Steps per second of each algorithm at its config's defaults, measured with :func:`train_agent`
-#: (one torch thread, no progress bar) on the shared 2-core development machine under a 1-minute
-#: load average of about 8.5 (six engineers at work): pessimistic for a quiet machine. The basis
-#: of :func:`estimate_seconds` when the run has no measured speed of its own.
+#: Steps (rounds, iterations) per second of each algorithm at its config's defaults, measured with
+#: :func:`train_agent` (one torch thread, no progress bar; 100-200 gradient steps, 2 BO rounds, 2 ES
+#: iterations) on the shared 2-core development machine under a 1-minute load average of 7.6-13.4:
+#: pessimistic for a quiet machine. sac-online is left out: a short run stays inside its
+#: ``learning_starts`` and would give a speed far above a real run's. The basis of
+#: :func:`estimate_seconds` when the run has no measured speed of its own.
 REFERENCE_STEPS_PER_S: dict[str, float] = {
-    "batchrl-mtf": 2.4, "td3": 15.3,
+    "batchrl-mtf": 2.4, "td3": 15.3, "uwac-td3": 4.2, "cql-sac": 0.8, "bc": 25.6, "td3-bc": 7.0, "iql": 6.1,
+    "bo": 0.049, "es": 0.66,
 }
-REFERENCE_MACHINE = "a shared 2-core machine under load 8.5, one torch thread"
+REFERENCE_MACHINE = "a shared 2-core machine under load 8-13, one torch thread"
 
 
 def estimate_seconds(algo: str, config: Any, run_dir: str | Path | None = None,
@@ -211,19 +214,20 @@ def estimate_seconds(algo: str, config: Any, run_dir: str | Path | None = None,
     Returns ``(None, reason)`` when there is no figure to go on.
     """
     steps = int(config.n_steps)
+    unit = getattr(algo_class(algo), "step_unit", "step")
     if run_dir is not None:
         try:
             log = json.loads((Path(run_dir) / TRAIN_LOG_NAME).read_text())
             speed, done = float(log["steps_per_s"]), int(log["steps"])
             if speed > 0:
-                return max(steps - done, 0) / speed, (f"{speed:.3g} steps/s, measured by this run's last call, "
-                                                       f"for the {max(steps - done, 0):,} steps left")
+                return max(steps - done, 0) / speed, (f"{speed:.3g} {unit}s/s, measured by this run's last call, "
+                                                       f"for the {max(steps - done, 0):,} {unit}s left")
         except (OSError, ValueError, KeyError, TypeError):
             pass
     speed = REFERENCE_STEPS_PER_S.get(algo)
     if speed is None:
         return None, f"no reference speed for {algo}; the progress bar shows the estimate once training runs"
-    basis = f"{speed:g} steps/s at the default config, measured on {REFERENCE_MACHINE}"
+    basis = f"{speed:g} {unit}s/s at the default config, measured on {REFERENCE_MACHINE}"
     if changed:
         basis += "; this config differs from the default, so its speed will too"
     return steps / speed, basis
