@@ -70,8 +70,12 @@ def _run(args: argparse.Namespace) -> None:
     output_dir("--out", out)
     if out.exists() and not args.overwrite:
         raise ValueError(f"{out} already exists; pass --overwrite to replace it")
-    log = collect_with_log(out, sim, collect, sim_overrides=parse_key_values(args.sim, "--sim"),
-                           overwrite=args.overwrite, show_progress=not args.no_progress)
+    try:
+        log = collect_with_log(out, sim, collect, sim_overrides=parse_key_values(args.sim, "--sim"),
+                               overwrite=args.overwrite, show_progress=not args.no_progress)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"{out} was not written (the partial collection is removed); run the command "
+                                "again to collect") from None
     n_req, n_sessions, wall = log["requests"], log["sessions"], log["wall_s"]
     print(f"{log['path']}: {n_sessions} sessions, {n_req} requests ({n_req / n_sessions:.3f} per session), "
           f"{log['bytes'] / 1e6:.1f} MB in {log['files']} files; {wall:.1f} s "

@@ -44,5 +44,6 @@ def _run(args: argparse.Namespace) -> None:
                 "phenomenon_3_greedy_not_optimal", "phenomenon_6_stickiness_vs_activeness"):
         ph = r[key]
         eff = ph.get("gap") or ph.get("gain") or ph.get("later_reward_loss_of_myopic") or ph.get("play_time_gap")
-        print(f"{key}: effect {eff['effect']:.3f} +- {eff['se']:.3f} (z = {eff['z']:.1f})")
+        name = key.split("_", 2)[2].replace("_", " ")  # "phenomenon_1_fusion_weights_matter" -> "fusion weights matter"
+        print(f"{name}: effect {eff['effect']:.3f} +- {eff['se']:.3f} (z = {eff['z']:.1f})")
     print(f"-> {args.out}/diagnose.json, {args.out}/diagnose.png")

@@ -164,8 +164,14 @@ def _run_batchrl_small(args: argparse.Namespace) -> None:
     _check_config("batchrl-mtf", batchrl_small.SMALL_PRESET if overrides is None else overrides)
     set_threads(args.threads)
 
-    result = batchrl_small.run(args.data, args.steps, args.seed, args.out, args.run, overrides, args.rollouts,
-                               args.users, args.days, reward, show_progress=not args.no_progress)
+    from benchmarks.evaluation.training import TrainingInterrupted
+
+    try:
+        result = batchrl_small.run(args.data, args.steps, args.seed, args.out, args.run, overrides, args.rollouts,
+                                   args.users, args.days, reward, show_progress=not args.no_progress)
+    except TrainingInterrupted as exc:
+        again = "starts the training again" if exc.checkpoint_step is None else "continues the training"
+        raise KeyboardInterrupt(f"{exc}; the same command {again}") from None
     print((Path(args.out) / "result.md").read_text())
     d = result["true_value_difference"]
     print(f"beats production: {result['beats_production']} (difference {d['mean']:+.4f}, "
