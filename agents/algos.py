@@ -59,7 +59,7 @@ def load_fixed_policy(spec: str) -> Policy:
             raise ValueError(f"{config_path} does not name its algorithm ('algo'): {exc}") from None
         return algo_class(algo).load(path)
     if "/" in spec or "\\" in spec or path.suffix == ".json":
-        raise ValueError(f"no such run directory or weights file: {spec}")
+        raise ValueError(f"unknown policy {spec!r}: no such run directory or weights file")
     raise ValueError(
         f"unknown policy {spec!r}: use static:NAME ({', '.join(sorted(STATIC_PRESETS))}), random, "
         "a JSON file of weights, or a trained run directory"

@@ -391,13 +391,16 @@ def test_ctrl_c_keeps_the_checkpoint_and_says_how_to_resume(dataset_dir, tmp_pat
 
 def test_training_without_steps_prints_its_expected_time_first(dataset_dir, tmp_path, capsys, monkeypatch):
     """Without --steps the command says how long the config's n_steps will take, and on what that is based,
-    before any training (here the training itself is replaced, so nothing runs for hours)."""
+    before any training (here the training is interrupted at once, so nothing runs for hours)."""
+    from agents.batchrl_mtf import BatchRLMTF
+
     def no_training(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "train_agent", no_training)
+    monkeypatch.setattr(BatchRLMTF, "fit", no_training)
     assert main(["train", "--algo", "batchrl-mtf", "--data", str(dataset_dir), "--out", str(tmp_path / "run")]) == 130
     err = capsys.readouterr().err
+    assert err.index("300,000 steps") < err.index("interrupted")
     expected = 300_000 / training.REFERENCE_STEPS_PER_S["batchrl-mtf"] / 3600
     assert "300,000 steps" in err and f"about {expected:.1f} h" in err and "measured on" in err
 

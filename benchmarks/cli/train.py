@@ -76,10 +76,15 @@ def _resume_command(args: argparse.Namespace, out: Path, steps: int | None) -> s
 
 
 def _check_run(args: argparse.Namespace, out: Path, config) -> None:
-    """Refuse before any work: ``--resume`` without a run in ``--out``, a checkpoint beyond ``--steps``, and a
-    budget that is not a multiple of a vectorised online algorithm's ``n_envs``."""
+    """Refuse before any work: a non-empty ``--out`` without ``--resume``, ``--resume`` without a run in
+    ``--out``, a checkpoint beyond ``--steps``, and a budget that is not a multiple of a vectorised
+    online algorithm's ``n_envs``."""
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if entries and not args.resume:
+        raise ValueError(f"--out {out} is not empty ({', '.join(entries[:5])}); pass --resume to continue that "
+                         "run, or choose another --out")
     if args.resume:
-        if not out.is_dir() or not any(out.iterdir()):
+        if not entries:
             raise ValueError(f"--resume: {out} holds no run to resume (missing or empty); leave out --resume "
                              "to start a new run there")
         if args.steps is not None and (out / "checkpoint.pt").is_file():
@@ -129,11 +134,16 @@ def _run(args: argparse.Namespace) -> None:
     except ValueError as exc:
         raise ValueError(f"--set: {exc}") from None
     _check_run(args, out, config)
-    if args.steps is None:
-        seconds, basis = estimate_seconds(args.algo, config, out if args.resume else None, changed=bool(overrides))
+
+    def print_estimate(run_config) -> None:
+        """Without --steps: the expected time of the config's n_steps, printed once everything is checked."""
+        if args.steps is not None:
+            return
+        seconds, basis = estimate_seconds(args.algo, run_config, out if args.resume else None,
+                                          changed=bool(overrides))
         unit = getattr(cls, "step_unit", "step")
         when = f"about {_duration(seconds)}" if seconds is not None else "unknown time"
-        print(f"{args.algo}: {config.n_steps:,} {unit}s (the config's n_steps; --steps sets fewer): {when} "
+        print(f"{args.algo}: {run_config.n_steps:,} {unit}s (the config's n_steps; --steps sets fewer): {when} "
               f"({basis})", file=sys.stderr, flush=True)
 
     fit_kwargs = {k: v for k, v in (("log_every", args.log_every), ("checkpoint_every", args.checkpoint_every))
@@ -141,7 +151,7 @@ def _run(args: argparse.Namespace) -> None:
     try:
         result = train_agent(args.algo, args.data, args.steps, args.seed, out, resume=args.resume, reward=reward,
                              overrides=overrides, show_progress=not args.no_progress, sim_overrides=sim_overrides,
-                             fit_kwargs=fit_kwargs)
+                             fit_kwargs=fit_kwargs, before_fit=print_estimate)
     except TrainingInterrupted as exc:
         if exc.checkpoint_step is None:
             raise KeyboardInterrupt(f"{exc}; nothing to resume, run the same command again to start over") from None

@@ -50,7 +50,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -142,8 +142,8 @@ def _saved_run(out: Path, algo: str, resume: bool) -> dict[str, Any] | None:
     entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
     if not resume:
         if entries:
-            raise ValueError(f"run directory {out} is not empty ({', '.join(entries[:5])}); pass --resume to "
-                             "continue that run, or choose another --out")
+            raise ValueError(f"run directory {out} is not empty ({', '.join(entries[:5])}); resume that run, or "
+                             "choose another run directory")
         return None
     if not entries:
         return None
@@ -250,6 +250,7 @@ def train_agent(
     sim_overrides: Mapping[str, Any] | None = None,
     fit_kwargs: Mapping[str, Any] | None = None,
     data=None,
+    before_fit: Callable[[Any], None] | None = None,
 ) -> TrainResult:
     """Train ``algo`` for ``steps`` gradient steps with ``seed`` into the run directory ``out``.
 
@@ -275,6 +276,8 @@ def train_agent(
         fit_kwargs: extra ``fit`` keywords (``log_every``, ``checkpoint_every``), passed when accepted.
         data: an already loaded ``TransitionArrays`` to train on instead of reading ``data_dir``
             (``data_dir`` is then only recorded); for suites that reuse one loaded dataset.
+        before_fit: called with the run's config once every input is checked and the data is
+            loaded, right before training starts (the command line prints its time estimate there).
 
     Returns:
         :class:`TrainResult`. Raises ValueError (nothing written) for an unknown algorithm, an
@@ -288,7 +291,7 @@ def train_agent(
     cls = algo_class(algo)  # ValueError naming the known algorithms
     requires_data = bool(getattr(cls, "requires_data", True))
     if requires_data and data_dir is None and data is None:
-        raise ValueError(f"{algo} trains on logged data: give the dataset directory (--data DIR)")
+        raise ValueError(f"{algo} trains on logged data: give its dataset directory")
     out = Path(out) if out is not None else default_run_dir(algo, data_dir, int(seed))
     saved = _saved_run(out, algo, resume)
     out_existed, entries_before = out.is_dir(), set(out.iterdir()) if out.is_dir() else set()
@@ -336,6 +339,8 @@ def train_agent(
         from agents.checkpoint import load_checkpoint
 
         start_step = int(load_checkpoint(out / "checkpoint.pt").get("step", 0))
+    if before_fit is not None:
+        before_fit(config)
     t0 = time.perf_counter()
     try:
         fit_result = agent.fit(data, steps, **kwargs)
