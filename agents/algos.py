@@ -11,10 +11,10 @@ from __future__ import annotations
 import importlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mtf_env.policy import Policy
-
-from .static import STATIC_PRESETS, StaticPolicy
+if TYPE_CHECKING:  # imported where used, so that listing ALGOS (the command line's help) stays instant
+    from mtf_env.policy import Policy
 
 #: Trainable algorithms: name -> "module:Class" (imported on first use).
 ALGOS: dict[str, str] = {
@@ -40,6 +40,8 @@ def algo_class(name: str):
 
 def load_fixed_policy(spec: str) -> Policy:
     """Resolve a fixed policy spec (see module docstring) to a Policy; ValueError naming the spec otherwise."""
+    from .static import STATIC_PRESETS, StaticPolicy
+
     if spec.startswith("static:"):
         return StaticPolicy.preset(spec.split(":", 1)[1])
     if spec in STATIC_PRESETS:
@@ -56,6 +58,8 @@ def load_fixed_policy(spec: str) -> Policy:
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError(f"{config_path} does not name its algorithm ('algo'): {exc}") from None
         return algo_class(algo).load(path)
+    if "/" in spec or "\\" in spec or path.suffix == ".json":
+        raise ValueError(f"unknown policy {spec!r}: no such run directory or weights file")
     raise ValueError(
         f"unknown policy {spec!r}: use static:NAME ({', '.join(sorted(STATIC_PRESETS))}), random, "
         "a JSON file of weights, or a trained run directory"

@@ -37,12 +37,14 @@ assert BETA.shape == ALPHA_LOW.shape == ALPHA_HIGH.shape == PRODUCTION_ALPHA.sha
 def validate_action(action: np.ndarray, batch_size: int | None = None) -> np.ndarray:
     """Check an action batch and clip it to ``[-1, 1]``.
 
-    action: (B, 12) (or (12,) when ``batch_size`` is None) float array. Raises ``ValueError``
-    for a wrong shape, a non-float/non-integer dtype, NaN or infinity. Returns float32 clipped.
+    action: (B, 12) (or (12,) when ``batch_size`` is None) array of real numbers: a float or an
+    integer dtype (integers are taken as the numbers they are). Raises ``ValueError`` for a
+    wrong shape, any other dtype (bool, complex, strings, objects), NaN or infinity. Returns
+    float32, clipped to [-1, 1].
     """
     arr = np.asarray(action)
     if arr.dtype.kind not in "fiu":
-        raise ValueError(f"action must be a float array, got dtype {arr.dtype}")
+        raise ValueError(f"action must be an array of real numbers (a float or integer dtype), got dtype {arr.dtype}")
     expected = (N_TASKS,) if batch_size is None else (batch_size, N_TASKS)
     if arr.shape != expected:
         raise ValueError(f"action must have shape {expected} (one weight per task {TASK_NAMES}), got {arr.shape}")

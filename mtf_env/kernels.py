@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import types
 
+import numba
 import numba as nb
+import numba.core.event
 import numpy as np
 from llvmlite import ir
 from numba import types as nbtypes
@@ -54,6 +57,28 @@ CACHE_LINE = 64
 ROW_CHUNK = 32
 
 _JIT = dict(nogil=True, cache=True, fastmath=False, error_model="numpy")
+
+
+class _CompileNotice(numba.core.event.Listener):
+    """Say once per process, on stderr, that the simulator's kernels are being compiled: numba's
+    "numba:compile" event fires only when a kernel is really compiled (not on an on-disk cache
+    hit), so the line appears on a first run, after an install or a code change, and not otherwise."""
+
+    announced = False
+
+    def on_start(self, event) -> None:
+        dispatcher = (event.data or {}).get("dispatcher")
+        module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
+        if not _CompileNotice.announced and module.startswith("mtf_env."):
+            _CompileNotice.announced = True
+            print("mtf_env: compiling the simulator's numba kernels (once after an install or a code change, "
+                  "typically 20-60 s; cached afterwards)", file=sys.stderr, flush=True)
+
+    def on_end(self, event) -> None:
+        pass
+
+
+numba.core.event.register("numba:compile", _CompileNotice())
 
 
 @intrinsic

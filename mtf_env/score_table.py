@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -72,6 +73,8 @@ def _scorer_table(spec: str, n_topics: int, n_items: int, n_users: int, n_candid
                 return _cache_line_rows(stored)
         except (OSError, ValueError):
             pass  # unreadable cache entry: recompute and replace it
+    print(f"mtf_env: building the scorer's table of {N_CELLS * n_items:,} user-profile x video scores (once per "
+          f"world and scorer; cached in {table_cache_dir()})", file=sys.stderr, flush=True)
     weights = _load_scorer_weights(spec)
     probs = predict_table(weights, cell_features(), catalogue.features)            # (C, I, 12)
     table = np.ascontiguousarray(np.log(probs.reshape(N_CELLS * n_items, N_TASKS) + BETA), dtype=np.float32)

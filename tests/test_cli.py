@@ -83,3 +83,79 @@ def tiny_dataset(tmp_path_factory, small_config):
     collect = CollectConfig(policy="mixed", n_sessions=100, seed=0)
     collect_dataset(out, small_config, collect, collection_policy(collect), progress=False)
     return out
+
+
+def _options(parser, prefix=()):
+    """(command, action) for every option of every (sub)command of ``parser``."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _options(sub, prefix + (name,))
+        elif action.option_strings and action.dest != "help":
+            yield " ".join(prefix), action
+
+
+def test_every_option_has_help_with_its_default():
+    from benchmarks.cli import build_parser
+
+    parser = build_parser()
+    for command, action in _options(parser):
+        assert action.help, f"mtf-bench {command} {action.option_strings[0]} has no help line"
+        assert "issue" not in action.help.lower() and "phenomen" not in action.help.lower()
+    for command in ("train", "diagnose", "fit-scorer", "bench-sim"):
+        text = subprocess.run([sys.executable, "-c", "import sys; from benchmarks.cli import main; sys.exit(main())",
+                               *command.split(), "--help"], capture_output=True, text=True, check=True).stdout
+        flat = " ".join(text.split())
+        assert "issue" not in flat.lower() and "phenomena 1" not in flat
+        if command == "train":
+            assert all(algo in flat for algo in ("batchrl-mtf", "td3", "cql-sac", "iql", "bo", "es", "sac-online"))
+            assert "--seed SEED seed of all randomness of the run (default 0)" in flat
+        if command == "diagnose":
+            assert "(default 40000)" in flat and "(default results/diagnose)" in flat
+        if command == "fit-scorer":
+            assert "(default 200000)" in flat and "(default results/scorer_report.json)" in flat
+        if command == "bench-sim":
+            assert "(default 2.0)" in flat and "(default results/bench_sim.json)" in flat
+
+
+def test_score_table_says_when_it_is_built(tmp_path, monkeypatch, capfd):
+    """The first-run work of the simulator announces itself on stderr, and only when it really happens."""
+    from mtf_env import score_table
+    from mtf_env.config import SimConfig
+
+    monkeypatch.setenv("MTF_BENCH_CACHE", str(tmp_path))
+    config = SimConfig(n_users=500, n_items=300, world_seed=11)
+    score_table._scorer_table.cache_clear()
+    score_table.get_scorer_table(config)
+    assert "building the scorer's table" in capfd.readouterr().err
+    score_table._scorer_table.cache_clear()
+    score_table.get_scorer_table(config)  # read from the on-disk cache
+    assert "building" not in capfd.readouterr().err
+
+
+def test_kernel_compilation_is_announced_once_and_only_for_the_simulator(monkeypatch, capsys):
+    """numba's "numba:compile" event fires only for a real compilation (not an on-disk cache hit);
+    the listener turns the first one of a simulator kernel into one line."""
+    import types
+
+    import numba.core.event
+
+    from mtf_env import kernels
+
+    assert any(isinstance(listener, kernels._CompileNotice)
+               for listener in numba.core.event._registered.get("numba:compile", []))
+    monkeypatch.setattr(kernels._CompileNotice, "announced", False)
+    notice = kernels._CompileNotice()
+
+    def event(module):
+        return types.SimpleNamespace(data={"dispatcher": types.SimpleNamespace(
+            py_func=types.SimpleNamespace(__module__=module))})
+
+    notice.on_start(event("someone_else.kernels"))
+    assert capsys.readouterr().err == ""
+    notice.on_start(event("mtf_env.kernels"))
+    notice.on_start(event("mtf_env.kernels"))
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "compiling the simulator's numba kernels" in err

@@ -317,3 +317,117 @@ def test_every_registered_algorithm_trains_from_the_command_line(algo, dataset_d
     obs_dim = json.loads((dataset_dir / "manifest.json").read_text())["obs_dim"]  # the same world for online ones
     act = policy.act(np.zeros((3, obs_dim), np.float32))
     assert act.shape == (3, N_TASKS) and np.all(np.abs(act) <= 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# resume refusals, the overrides of a resumed run, Ctrl-C, the time estimate, quiet output
+# ---------------------------------------------------------------------------------------------
+def test_resume_needs_a_run_in_out(dataset_dir, tmp_path, capsys):
+    """--resume with a missing or empty --out is refused (it used to start a fresh run silently)."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for out in (tmp_path / "missing", empty):
+        assert _train(dataset_dir, out, 4, "--resume") == 2
+        err = capsys.readouterr().err
+        assert "--resume" in err and str(out) in err and err.count("\n") == 1
+    assert not (tmp_path / "missing").exists() and not any(empty.iterdir())
+
+
+def test_train_log_of_a_resumed_run_records_its_overrides(dataset_dir, tmp_path):
+    out = tmp_path / "run"
+    assert _train(dataset_dir, out, 4, "--checkpoint-every", "4") == 0
+    first = json.loads((out / "train.json").read_text())
+    assert main(["train", "--algo", "batchrl-mtf", "--data", str(dataset_dir), "--steps", "8", "--seed", "3",
+                 "--out", str(out), "--resume", "--no-progress"]) == 0
+    log = json.loads((out / "train.json").read_text())
+    assert log["overrides_given"] == {} and log["start_step"] == 4
+    assert log["overrides"] == first["overrides"]
+    assert log["overrides"]["critic_hidden"] == [16] and log["overrides"]["batch_size"] == 32
+    assert "rho" not in log["overrides"]  # left at its default
+
+
+def _interrupt_at(monkeypatch, step: int) -> None:
+    """Make BatchRL-MTF's training raise KeyboardInterrupt (what Ctrl-C raises) when it reaches ``step``."""
+    from agents.batchrl_mtf import BatchRLMTF
+
+    original = BatchRLMTF._train_step
+
+    def train_step(self, at):
+        if at == step:
+            raise KeyboardInterrupt
+        return original(self, at)
+
+    monkeypatch.setattr(BatchRLMTF, "_train_step", train_step)
+
+
+def test_ctrl_c_before_the_first_checkpoint_leaves_nothing(dataset_dir, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    _interrupt_at(monkeypatch, 3)
+    assert _train(dataset_dir, out, 8, "--checkpoint-every", "5") == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interrupted" in err and "nothing to resume" in err and "Traceback" not in err
+    assert not out.exists()  # no folder holding only config.json to block the rerun
+    monkeypatch.undo()
+    assert _train(dataset_dir, out, 8, "--checkpoint-every", "5") == 0  # the same command runs again
+
+
+def test_ctrl_c_keeps_the_checkpoint_and_says_how_to_resume(dataset_dir, tmp_path, capsys, monkeypatch):
+    import shlex
+
+    out, straight = tmp_path / "run", tmp_path / "straight"
+    _interrupt_at(monkeypatch, 7)
+    assert _train(dataset_dir, out, 12, "--checkpoint-every", "5") == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"kept {out} at step 5" in err
+    command = err.split("resume with: ", 1)[1].strip()
+    argv = shlex.split(command)
+    assert argv[:2] == ["mtf-bench", "train"] and "--resume" in argv
+    monkeypatch.undo()
+    assert main(argv[1:] + ["--no-progress", "--log-every", "5", "--checkpoint-every", "5"]) == 0
+    assert _train(dataset_dir, straight, 12, "--checkpoint-every", "5") == 0
+    a, b = load_policy(str(straight)).state_dict(), load_policy(str(out)).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_training_without_steps_prints_its_expected_time_first(dataset_dir, tmp_path, capsys, monkeypatch):
+    """Without --steps the command says how long the config's n_steps will take, and on what that is based,
+    before any training (here the training is interrupted at once, so nothing runs for hours)."""
+    from agents.batchrl_mtf import BatchRLMTF
+
+    def no_training(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(BatchRLMTF, "fit", no_training)
+    assert main(["train", "--algo", "batchrl-mtf", "--data", str(dataset_dir), "--out", str(tmp_path / "run")]) == 130
+    err = capsys.readouterr().err
+    assert err.index("300,000 steps") < err.index("interrupted")
+    expected = 300_000 / training.REFERENCE_STEPS_PER_S["batchrl-mtf"] / 3600
+    assert "300,000 steps" in err and f"about {expected:.1f} h" in err and "measured on" in err
+
+
+def test_estimate_of_a_resumed_run_uses_its_measured_speed(tmp_path):
+    from agents.batchrl_mtf import BatchRLMTFConfig
+
+    write_json(tmp_path / "train.json", {"steps_per_s": 10.0, "steps": 1000})
+    seconds, basis = training.estimate_seconds("batchrl-mtf", BatchRLMTFConfig(n_steps=3000), tmp_path)
+    assert seconds == pytest.approx(200.0) and "measured by this run" in basis
+    seconds, basis = training.estimate_seconds("sac-online", dataclasses.replace(
+        training.algo_class("sac-online").config_class(), n_steps=800))
+    assert seconds is None and "no reference speed" in basis
+
+
+def test_train_output_has_no_third_party_notices(dataset_dir, tmp_path):
+    """d3rlpy imports the old gym package, whose banner is not about the user's run: silenced by the CLI."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    proc = subprocess.run([sys.executable, "-c", "import sys; from benchmarks.cli import main; sys.exit(main())",
+                           "train", "--algo", "td3", "--data", str(dataset_dir), "--steps", "3", "--out",
+                           str(tmp_path / "td3"), "--set", "hidden=8,8", "batch_size=16", "--no-progress"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    output = proc.stdout + proc.stderr
+    assert "td3: 3 steps" in proc.stdout
+    assert "Gym has been unmaintained" not in output and "[info" not in output and "Traceback" not in output

@@ -107,6 +107,8 @@ def test_vector_env_rows_are_independent_sessions():
         (np.zeros(11, np.float32), "shape"),
         (np.zeros((1, 12), np.float32), "shape"),
         (np.array(["a"] * 12), "dtype"),
+        (np.ones(12, np.bool_), "dtype"),
+        (np.ones(12, np.complex64), "dtype"),
     ],
 )
 def test_bad_actions_raise_clear_errors(action, message):
@@ -114,6 +116,22 @@ def test_bad_actions_raise_clear_errors(action, message):
     env.reset(seed=0)
     with pytest.raises(ValueError, match=message):
         env.step(action)
+
+
+def test_integer_actions_are_numbers():
+    """An integer action is accepted as the numbers it holds (the README says so): it acts exactly
+    like the same values as float32, and out-of-range integers are clipped like floats."""
+    from mtf_env.fusion import validate_action
+
+    ints = np.array([-3, -1, 0, 1, 2, 0, 0, 1, -1, 0, 5, 0], np.int64)
+    np.testing.assert_array_equal(validate_action(ints), np.clip(ints, -1, 1).astype(np.float32))
+    env_a = gym.make("ShortVideoMTF-v0", **SMALL).unwrapped
+    env_b = gym.make("ShortVideoMTF-v0", **SMALL).unwrapped
+    env_a.reset(seed=3)
+    env_b.reset(seed=3)
+    out_a, out_b = env_a.step(ints), env_b.step(np.clip(ints, -1, 1).astype(np.float32))
+    np.testing.assert_array_equal(out_a[0], out_b[0])
+    assert out_a[1] == out_b[1]
 
 
 def test_out_of_range_actions_are_clipped():

@@ -10,13 +10,19 @@ argument error return at once.
 :func:`main` turns an expected error -- bad input (ValueError, including our
 ``CheckpointError`` and ``DatasetError``), a missing or existing path (FileNotFoundError,
 FileExistsError, NotADirectoryError) -- into one line on stderr and exit code 2, and Ctrl-C
-into exit code 130, never a traceback.
+into one line and exit code 130, never a traceback. A command that keeps something useful
+when interrupted (``train``: the last checkpoint) raises ``KeyboardInterrupt("what was kept,
+how to resume")``; that text ends the line. Help shows every option's default
+(:class:`~benchmarks.cli.common.HelpFormatter`). Notices of third-party packages that are not
+about the user's run are silenced (:func:`~benchmarks.cli.common.quiet_third_party`).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+
+from .common import HelpFormatter, quiet_third_party
 
 #: Modules that define subcommands (each has ``add_parser``), in the order of ``--help``.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -43,8 +49,16 @@ EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
+class Parser(argparse.ArgumentParser):
+    """The parser of ``mtf-bench`` and of every subcommand: help with defaults (:class:`HelpFormatter`)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="mtf-bench",
         description="BatchRL-MTF benchmark: simulator, logged data, agents, estimator and online A/B tests.",
     )
@@ -66,13 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command = getattr(args, "command_name", args.command)
+    quiet_third_party()
     try:
         args.func(args)
     except EXPECTED_ERRORS as exc:
         print(f"mtf-bench {command}: error: {error_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print(f"mtf-bench {command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        detail = " ".join(str(exc).split())
+        print(f"mtf-bench {command}: interrupted{'; ' + detail if detail else ''}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
 

@@ -7,7 +7,9 @@ Example::
 
 POLICY specs are resolved by :func:`agents.registry.load_policy`: ``static:NAME``, a JSON file
 of weights, or a trained run directory. Writes ``ab.json`` and ``ab.md`` into ``--out`` and
-prints the Markdown table.
+prints the Markdown table. An ``--out`` that holds anything is refused before the test runs;
+``--overwrite`` replaces the results of an earlier ``ab`` there (a folder holding other files
+is never written into).
 """
 from __future__ import annotations
 
@@ -34,6 +36,26 @@ def parse_config(text: str | None):
     return make_config(**overrides)
 
 
+#: The files an A/B test writes into its output directory.
+AB_FILES: frozenset[str] = frozenset({"ab.json", "ab.md"})
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an ``--out`` that cannot be written, holds files of something else, or holds an earlier
+    A/B test's results without ``--overwrite``."""
+    output_dir("--out", out)
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if not entries:
+        return
+    foreign = [name for name in entries if name not in AB_FILES]
+    if foreign:
+        raise ValueError(f"--out {out} holds files that no A/B test wrote ({', '.join(foreign[:3])}); "
+                         "choose another --out")
+    if not overwrite:
+        raise ValueError(f"--out {out} holds an earlier A/B test ({', '.join(entries)}); pass --overwrite to "
+                         "replace it, or choose another --out")
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ab", help="online A/B test with common random numbers: ADTime, UPIRate, session return lifts")
     p.add_argument("--control", required=True, metavar="POLICY", help="control policy spec (e.g. static:production)")
@@ -47,6 +69,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default=None, help="SimConfig overrides: JSON file or inline JSON object")
     p.add_argument("--block-size", type=int, default=None, help="users simulated together (default 4096)")
     p.add_argument("--out", type=Path, default=Path("results/ab"), help="output directory (ab.json, ab.md)")
+    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier A/B test in --out")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=_run)
 
@@ -57,7 +80,7 @@ def _run(args: argparse.Namespace) -> None:
     positive("--seed", args.seed, 0)
     positive("--block-size", args.block_size)
     in_unit_interval("--gamma", args.gamma)
-    output_dir("--out", args.out)
+    _check_out(args.out, args.overwrite)
     reward = parse_reward(args.reward) if args.reward is not None else None
     config = parse_config(args.config)
     import torch

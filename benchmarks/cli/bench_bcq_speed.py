@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-from .common import positive
+from .common import output_file, positive
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=10, help="untimed steps per algorithm first")
     p.add_argument("--blocks", type=int, default=4, help="alternating timing blocks")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random data and the networks")
     p.add_argument("--mean-session-length", type=float, default=None,
                    help="requests per session of the random data (sets the share of terminal transitions; "
                         "default: the benchmark's)")
@@ -32,8 +32,7 @@ def _run(args: argparse.Namespace) -> None:
     if args.mean_session_length is not None and not (math.isfinite(args.mean_session_length)
                                                      and args.mean_session_length >= 1):
         raise ValueError(f"--mean-session-length must be a number >= 1, got {args.mean_session_length}")
-    if args.out is not None and args.out.is_dir():
-        raise ValueError(f"--out {args.out} is a directory; give a .json file name")
+    output_file("--out", args.out, ".json file")
     from benchmarks.speed.bench_bcq_speed import MEAN_SESSION_LENGTH, run
 
     length = MEAN_SESSION_LENGTH if args.mean_session_length is None else args.mean_session_length

@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import positive
+from .common import output_file, positive
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench-eval", help="A/B platform throughput: torch MLP policy vs static policy")
-    p.add_argument("--users", type=int, default=32768)
-    p.add_argument("--days", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--users", type=int, default=32768, help="simulated users per timed run")
+    p.add_argument("--days", type=int, default=1, help="days per user")
+    p.add_argument("--seed", type=int, default=0, help="seed of the users and sessions")
     p.add_argument("--block-size", type=int, default=None, help="users simulated together (default 4096)")
-    p.add_argument("--torch-threads", type=int, default=1)
+    p.add_argument("--torch-threads", type=int, default=1, help="torch CPU threads of the MLP policy")
     p.add_argument("--repeats", type=int, default=3, help="alternating timed runs of each policy (median ratio)")
     p.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     p.set_defaults(func=_run)
@@ -25,8 +25,7 @@ def _run(args: argparse.Namespace) -> None:
     for option in ("days", "block_size", "torch_threads", "repeats"):
         positive("--" + option.replace("_", "-"), getattr(args, option))
     positive("--seed", args.seed, 0)
-    if args.out is not None and args.out.is_dir():
-        raise ValueError(f"--out {args.out} is a directory; give a .json file name")
+    output_file("--out", args.out, ".json file")
     from mtf_env.files import write_json
     from benchmarks.speed.bench_eval import run_bench
 

@@ -6,19 +6,22 @@ import argparse
 import math
 from pathlib import Path
 
+from .common import output_file
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench-sim", help="simulator throughput (single env, batched core, Pendulum-v1 reference)")
-    p.add_argument("--seconds", type=float, default=2.0, help="minimum timing window per measurement")
-    p.add_argument("--out", type=Path, default=Path("results/bench_sim.json"))
+    p = sub.add_parser("bench-sim", help="simulator throughput (single env, batched core, Pendulum-v1 reference)",
+                       description="Time the single environment, the batched simulator core at batch sizes 1-4096 "
+                                   "and Gymnasium's Pendulum-v1 (the reference), and write the figures as JSON.")
+    p.add_argument("--seconds", type=float, default=2.0, help="minimum timing window per measurement, in seconds")
+    p.add_argument("--out", type=Path, default=Path("results/bench_sim.json"), help="result JSON file")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> None:
     if not (math.isfinite(args.seconds) and args.seconds > 0):
         raise ValueError(f"--seconds must be a positive number, got {args.seconds}")
-    if args.out.is_dir():
-        raise ValueError(f"--out {args.out} is a directory; give a .json file name")
+    output_file("--out", args.out, ".json file")
     from mtf_env.files import write_json
     from benchmarks.speed.bench_sim import bench_sim
 

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .common import positive
+from .common import output_dir, positive
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,8 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sessions", type=int, help="sessions to collect (default: the preset's, else 2000)")
     p.add_argument("--seed", type=int, help="root seed (default: the preset's, else 0)")
     p.add_argument("--out", type=Path, help="output directory (default datasets/PRESET or datasets/POLICY)")
-    p.add_argument("--batch-size", type=int, help="sessions simulated in parallel (changes the random layout)")
-    p.add_argument("--n-days", type=int, help="collection days the sessions are spread over")
+    p.add_argument("--batch-size", type=int, help="sessions simulated in parallel (changes the random layout; "
+                                                  "default: the preset's, else CollectConfig's)")
+    p.add_argument("--n-days", type=int, help="collection days the sessions are spread over (default: the "
+                                              "preset's, else CollectConfig's)")
     p.add_argument("--sim", action="append", default=[], metavar="KEY=VALUE",
                    help="SimConfig override, repeatable (e.g. --sim n_users=5000 --sim reward=time)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --out")
@@ -65,10 +67,15 @@ def _run(args: argparse.Namespace) -> None:
     from benchmarks.evaluation.logged_data import collect_with_log
 
     out, sim, collect = collect_settings(args)
+    output_dir("--out", out)
     if out.exists() and not args.overwrite:
         raise ValueError(f"{out} already exists; pass --overwrite to replace it")
-    log = collect_with_log(out, sim, collect, sim_overrides=parse_key_values(args.sim, "--sim"),
-                           overwrite=args.overwrite, show_progress=not args.no_progress)
+    try:
+        log = collect_with_log(out, sim, collect, sim_overrides=parse_key_values(args.sim, "--sim"),
+                               overwrite=args.overwrite, show_progress=not args.no_progress)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"{out} was not written (the partial collection is removed); run the command "
+                                "again to collect") from None
     n_req, n_sessions, wall = log["requests"], log["sessions"], log["wall_s"]
     print(f"{log['path']}: {n_sessions} sessions, {n_req} requests ({n_req / n_sessions:.3f} per session), "
           f"{log['bytes'] / 1e6:.1f} MB in {log['files']} files; {wall:.1f} s "

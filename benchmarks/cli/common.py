@@ -40,15 +40,39 @@ def in_unit_interval(option: str, value: float | None) -> None:
 def dataset_dir(option: str, path: Path) -> None:
     """Raise ValueError unless ``path`` is a dataset directory (holds ``manifest.json``)."""
     if not path.is_dir():
-        raise ValueError(f"{option} {path} does not exist or is not a directory (collect a dataset with `mtf-bench collect`)")
+        what = "is not a directory" if path.exists() else "does not exist"
+        raise ValueError(f"{option} {path}: no dataset, the path {what} (collect one with `mtf-bench collect`)")
     if not (path / "manifest.json").is_file():
         raise ValueError(f"{option} {path}: not a dataset (no manifest.json)")
 
 
+def _blocking_ancestor(path: Path) -> Path | None:
+    """The first existing parent of ``path`` that is not a directory (None if there is none)."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
 def output_dir(option: str, path: Path) -> None:
-    """Raise ValueError if ``path`` exists and is not a directory."""
+    """Raise ValueError if ``path`` cannot become a directory: it exists and is not one, or a parent is a file."""
     if path.exists() and not path.is_dir():
         raise ValueError(f"{option} {path} exists and is not a directory")
+    blocking = _blocking_ancestor(path)
+    if blocking is not None:
+        raise ValueError(f"{option} {path}: {blocking} is not a directory")
+
+
+def output_file(option: str, path: Path | None, what: str = "file") -> None:
+    """Raise ValueError if ``path`` (None = not given) cannot be written as a file: it is a directory,
+    or a parent is a file. ``what`` names the file in the message (".json file")."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a directory; give a {what} name")
+    blocking = _blocking_ancestor(path)
+    if blocking is not None:
+        raise ValueError(f"{option} {path}: {blocking} is not a directory")
 
 
 def parse_reward(text: str) -> Any:
@@ -61,11 +85,49 @@ def parse_reward(text: str) -> Any:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"--reward is not valid JSON: {exc}") from None
-        reward_weights(value)  # validates
+        try:
+            reward_weights(value)  # validates
+        except ValueError as exc:
+            raise ValueError(f"--reward: {exc}") from None
         return value
     if text not in REWARD_PRESETS:
-        raise ValueError(f"unknown reward preset {text!r}; choose one of {sorted(REWARD_PRESETS)} or give JSON weights")
+        raise ValueError(f"--reward: unknown reward preset {text!r}; choose one of {sorted(REWARD_PRESETS)} or give "
+                         "JSON weights")
     return text
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Help that ends every option's line with its default, unless the line already names one
+    or there is none to show (None, False, an empty list)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (default is None or default is False or default == [] or default == argparse.SUPPRESS
+                or "default" in text or not action.option_strings):
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, (tuple, list)) else str(default)
+        return f"{text} (default {shown.replace('%', '%%')})"
+
+
+def quiet_third_party() -> None:
+    """Silence notices of third-party packages that are not about the user's run: the old ``gym``
+    package's "Gym has been unmaintained" banner (printed when d3rlpy imports it) and d3rlpy's
+    informational log lines (its warnings and errors still show). Python warnings are untouched."""
+    try:
+        import gym_notices.notices as gym_notices  # the banner gym prints at import, keyed by gym version
+
+        gym_notices.notices.clear()
+    except ImportError:
+        pass
+    try:
+        import logging
+
+        import structlog  # d3rlpy logs through structlog; keep its warnings and errors only
+
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    except ImportError:
+        pass
 
 
 def set_threads(n: int) -> None:

@@ -1,4 +1,6 @@
-"""``mtf-bench diagnose``: measure the simulator's phenomena 1, 2, 3 and 6 (:mod:`benchmarks.evaluation.diagnose`)."""
+"""``mtf-bench diagnose``: measure four properties of the simulator that make fusion weights a
+learning problem (:mod:`benchmarks.evaluation.diagnose`): fusion weights matter, personalised
+weights pay, greedy is not optimal, stickiness trades against activeness."""
 from __future__ import annotations
 
 import argparse
@@ -8,11 +10,19 @@ from .common import output_dir, positive
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("diagnose", help="measure the simulator's phenomena 1, 2, 3 and 6")
-    p.add_argument("--sessions", type=int, default=40_000, help="sessions per candidate (split in two halves)")
-    p.add_argument("--random-candidates", type=int, default=18)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("results/diagnose"))
+    p = sub.add_parser("diagnose", help="measure the simulator's phenomena: fusion weights matter, personalisation "
+                                        "pays, greedy is not optimal, stickiness vs activeness",
+                       description="Simulate candidate fusion weights and measure, with Monte-Carlo standard errors, "
+                                   "whether fusion weights matter, personalised weights pay, greedy weights are not "
+                                   "optimal and stickiness trades against activeness. Writes diagnose.json and "
+                                   "diagnose.png into --out.")
+    p.add_argument("--sessions", type=int, default=40_000,
+                   help="simulated sessions per candidate weight vector (split in two halves)")
+    p.add_argument("--random-candidates", type=int, default=18,
+                   help="random fusion weight vectors compared besides the presets")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated users and sessions")
+    p.add_argument("--out", type=Path, default=Path("results/diagnose"),
+                   help="output directory (diagnose.json, diagnose.png)")
     p.set_defaults(func=_run)
 
 
@@ -24,8 +34,8 @@ def _run(args: argparse.Namespace) -> None:
     from mtf_env.files import write_json
     from benchmarks.evaluation.diagnose import diagnose, plot_diagnosis
 
-    args.out.mkdir(parents=True, exist_ok=True)
     diag = diagnose(n_sessions=args.sessions, n_random=args.random_candidates, seed=args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "diagnose.json", diag.report)
     plot_diagnosis(diag.report, args.out / "diagnose.png")
     r = diag.report
@@ -34,5 +44,6 @@ def _run(args: argparse.Namespace) -> None:
                 "phenomenon_3_greedy_not_optimal", "phenomenon_6_stickiness_vs_activeness"):
         ph = r[key]
         eff = ph.get("gap") or ph.get("gain") or ph.get("later_reward_loss_of_myopic") or ph.get("play_time_gap")
-        print(f"{key}: effect {eff['effect']:.3f} +- {eff['se']:.3f} (z = {eff['z']:.1f})")
+        name = key.split("_", 2)[2].replace("_", " ")  # "phenomenon_1_fusion_weights_matter" -> "fusion weights matter"
+        print(f"{name}: effect {eff['effect']:.3f} +- {eff['se']:.3f} (z = {eff['z']:.1f})")
     print(f"-> {args.out}/diagnose.json, {args.out}/diagnose.png")

@@ -5,17 +5,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import positive
+from .common import output_file, positive
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("fit-scorer", help="train the PLE multi-task scorer on ground-truth impressions")
-    p.add_argument("--impressions", type=int, default=800_000, help="training impressions")
-    p.add_argument("--test-impressions", type=int, default=200_000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=None, help="weights .npz (default: the shipped weights, "
+    p = sub.add_parser("fit-scorer", help="train the PLE multi-task scorer on ground-truth impressions",
+                       description="Simulate impressions with their ground-truth feedback, train the PLE multi-task "
+                                   "scorer on them and report per-task AUC and calibration on held-out impressions.")
+    p.add_argument("--impressions", type=int, default=800_000, help="simulated impressions to train on")
+    p.add_argument("--test-impressions", type=int, default=200_000,
+                   help="held-out impressions of the report (AUC, calibration)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated impressions and the training")
+    p.add_argument("--out", type=Path, default=None, help="weights .npz (default: replaces the shipped weights, "
                                                           "mtf_env/assets)")
-    p.add_argument("--report", type=Path, default=Path("results/scorer_report.json"))
+    p.add_argument("--report", type=Path, default=Path("results/scorer_report.json"),
+                   help="report JSON (per-task AUC, mean prediction and label, calibration error)")
     p.set_defaults(func=_run)
 
 
@@ -23,9 +27,8 @@ def _run(args: argparse.Namespace) -> None:
     positive("--impressions", args.impressions)
     positive("--test-impressions", args.test_impressions)
     positive("--seed", args.seed, 0)
-    for option, path in (("--out", args.out), ("--report", args.report)):
-        if path is not None and path.is_dir():
-            raise ValueError(f"{option} {path} is a directory; give a file name")
+    output_file("--out", args.out, ".npz file")
+    output_file("--report", args.report, ".json file")
     from benchmarks.evaluation.scorer_fit import fit_scorer
     from mtf_env.score_table import DEFAULT_SCORER
 

@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q = sub.add_parser("inspect", help="statistics and action-distribution figure of a logged dataset")
     q.add_argument("path", type=Path, help="dataset directory")
     q.add_argument("--out", type=Path, help="where stats.json and actions.png go (default PATH/inspect)")
-    q.add_argument("--split", default="all", choices=("train", "test", "all"))
+    q.add_argument("--split", default="all", choices=("train", "test", "all"), help="which split to describe")
     q.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check of the data files")
     q.add_argument("--card", metavar="PRESET",
                    help="also write the dataset card datasets/cards/PRESET.{json,md} from this dataset")
@@ -38,8 +38,7 @@ def _run(args: argparse.Namespace) -> None:
         raise ValueError(f"unknown --card preset {args.card!r}; choose one of {sorted(DATASET_PRESETS)}")
     if not args.path.is_dir():
         raise ValueError(f"{args.path}: no such dataset directory")
-    if args.out is not None:
-        output_dir("--out", args.out)
+    output_dir("--out", args.out if args.out is not None else args.path / "inspect")
     out = args.out or args.path / "inspect"
     stats = inspect_dataset(args.path, out, split=args.split, verify=not args.no_verify)
     length = stats["session_length"]

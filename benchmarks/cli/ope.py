@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import dataset_dir, in_unit_interval, non_negative, parse_reward, positive, widths
+from .common import dataset_dir, in_unit_interval, non_negative, output_file, parse_reward, positive, widths
 
 #: Estimator names (``d3rlpy-fqe`` is d3rlpy's FQE, alpha_c must be 0); as in benchmarks.evaluation.estimators.
 ESTIMATORS: tuple[str, ...] = ("conservative", "d3rlpy-fqe")
@@ -65,6 +65,7 @@ def _run(args: argparse.Namespace) -> None:
     in_unit_interval("--gamma", args.gamma)
     reward = parse_reward(args.reward)
     dataset_dir("--data", args.data)
+    output_file("--out", args.out, ".json file")
     import dataclasses
 
     import torch

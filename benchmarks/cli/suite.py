@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--data", type=Path, default=Path("datasets/small"), help="logged dataset (train/test splits)")
     b.add_argument("--out", type=Path, default=Path("results/baselines"), help="results (and runs/) directory")
     b.add_argument("--steps", type=int, default=2000, help="gradient steps of every offline method (paper: 300,000)")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=int, default=0, help="seed of the training, the true values and the A/B test")
     b.add_argument("--algos", nargs="+", help="methods to run (default: every registered algorithm)")
     b.add_argument("--bo-steps", type=int, default=baselines.ONLINE_STEPS["bo"], help="BO online rounds")
     b.add_argument("--es-steps", type=int, default=baselines.ONLINE_STEPS["es"], help="ES iterations")
@@ -51,16 +51,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="training chunks of each offline critic, each followed by its Q(s0, pi(s0)) estimate")
     b.add_argument("--reward", default="default", help="training and evaluation reward preset")
     b.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared 2-core machine)")
-    b.add_argument("--no-progress", action="store_true")
+    b.add_argument("--no-progress", action="store_true", help="no progress bars")
     b.set_defaults(func=_run_baselines, command_name="suite baselines")
 
     s = suites.add_parser("batchrl-small", help="BatchRL-MTF on the small dataset against the production weights",
                           description=batchrl_small.__doc__.split("\n\n")[0])
     s.add_argument("--data", type=Path, default=Path("datasets/small"), help="logged dataset (train/test splits)")
     s.add_argument("--steps", type=int, default=20_000, help="gradient steps (the paper: 300,000)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", type=Path, default=Path("results/batchrl_small"))
-    s.add_argument("--run", type=Path, help="run directory (default runs/batchrl-mtf__DATASET__SEED); resumed")
+    s.add_argument("--seed", type=int, default=0, help="seed of the training, the true values and the A/B test")
+    s.add_argument("--out", type=Path, default=Path("results/batchrl_small"),
+                   help="results directory (result.json, result.md, ab.json, ab.md)")
+    s.add_argument("--run", type=Path, help="run directory of the training (default OUT/run); resumed if it exists")
     s.add_argument("--set", dest="overrides", nargs="+", action="extend", default=None, metavar="KEY=VALUE",
                    help=f"BatchRL-MTF config overrides replacing the suite's preset {batchrl_small.SMALL_PRESET}")
     s.add_argument("--rollouts", type=int, default=4, help="sessions per test initial state (true value)")
@@ -68,7 +69,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--days", type=int, default=1, help="days per user in the A/B test")
     s.add_argument("--reward", default="default", help="training and evaluation reward preset")
     s.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared 2-core machine)")
-    s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--no-progress", action="store_true", help="no progress bars")
     s.set_defaults(func=_run_batchrl_small, command_name="suite batchrl-small")
 
     d = ope_validation.DEFAULT_SETTINGS
@@ -85,24 +86,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--rollouts", type=int, default=None, help=f"sessions per initial state (default {d.n_rollouts})")
     o.add_argument("--n-initial", type=int, default=None, help=f"initial states (default {d.n_initial})")
     o.add_argument("--td3-steps", type=int, default=None, help=f"steps of the quick TD3 (default {d.td3_steps})")
-    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--seed", type=int, default=0, help="seed of the estimator fits and the rollouts")
     o.add_argument("--no-td3", action="store_true", help="do not train the quick TD3")
     o.add_argument("--runs-per-algo", type=int, default=None,
                    help="keep at most this many trained runs per algorithm (default: all found)")
     o.add_argument("--no-sweep", action="store_true", help="skip the alpha_c sweep")
-    o.add_argument("--no-progress", action="store_true")
+    o.add_argument("--no-progress", action="store_true", help="no progress bars")
     o.add_argument("--report-only", action="store_true",
                    help="redraw result.md and the figures from OUT/result.json (no fitting)")
     o.set_defaults(func=_run_ope_validation, command_name="suite ope-validation")
 
 
-def _check_config(algo: str, overrides: dict) -> None:
-    """Raise ValueError if ``overrides`` are not valid config keys and values of ``algo``."""
+def _check_config(algo: str, overrides: dict):
+    """The config of ``algo`` with ``overrides``; ValueError if they are not valid config keys and values."""
     from agents.registry import algo_class
     from benchmarks.evaluation.configs import build_config
 
     try:
-        build_config(algo_class(algo), overrides)
+        return build_config(algo_class(algo), overrides)
     except ValueError as exc:
         raise ValueError(f"{algo}: {exc}") from None
 
@@ -129,8 +130,12 @@ def _run_baselines(args: argparse.Namespace) -> None:
     if unknown:
         raise ValueError(f"--set names algorithm(s) not in this run: {unknown}")
     for algo in names:
-        _check_config(algo, {**baselines.network_overrides(algo, args.hidden, args.vae_hidden),
-                             **overrides.get(algo, {})})
+        config = _check_config(algo, {**baselines.network_overrides(algo, args.hidden, args.vae_hidden),
+                                      **overrides.get(algo, {})})
+        n_envs = getattr(config, "n_envs", None)
+        if algo == "sac-online" and n_envs and args.sac_steps % n_envs:
+            raise ValueError(f"--sac-steps must be a multiple of sac-online's n_envs={n_envs} (it steps {n_envs} "
+                             f"simulator sessions at a time), got {args.sac_steps}")
     set_threads(args.threads)
 
     online = {"bo": args.bo_steps, "es": args.es_steps, "sac-online": args.sac_steps}
@@ -159,8 +164,14 @@ def _run_batchrl_small(args: argparse.Namespace) -> None:
     _check_config("batchrl-mtf", batchrl_small.SMALL_PRESET if overrides is None else overrides)
     set_threads(args.threads)
 
-    result = batchrl_small.run(args.data, args.steps, args.seed, args.out, args.run, overrides, args.rollouts,
-                               args.users, args.days, reward, show_progress=not args.no_progress)
+    from benchmarks.evaluation.training import TrainingInterrupted
+
+    try:
+        result = batchrl_small.run(args.data, args.steps, args.seed, args.out, args.run, overrides, args.rollouts,
+                                   args.users, args.days, reward, show_progress=not args.no_progress)
+    except TrainingInterrupted as exc:
+        again = "starts the training again" if exc.checkpoint_step is None else "continues the training"
+        raise KeyboardInterrupt(f"{exc}; the same command {again}") from None
     print((Path(args.out) / "result.md").read_text())
     d = result["true_value_difference"]
     print(f"beats production: {result['beats_production']} (difference {d['mean']:+.4f}, "

@@ -28,22 +28,33 @@ algorithm, whose saved ``config.json`` config is the base that ``overrides`` cha
 itself refuses a resume whose config, seed or data differ from its checkpoint). Besides the
 agent's files this module writes ``train.json``: the command's inputs (dataset path and its
 manifest checksums, reward, steps, seed, overrides), wall time, gradient steps per second,
-torch threads, load average and the last logged metrics. Every input is checked -- algorithm,
-config keys and values, dataset -- before anything is written, so a bad call loses nothing.
+torch threads, load average and the last logged metrics. Its ``overrides`` are the run's config
+fields that differ from the algorithm's defaults (so a resumed run records the overrides it was
+started with), ``overrides_given`` the ones passed to this call. Every input is checked --
+algorithm, config keys and values, dataset -- before anything is written, so a bad call loses nothing.
+
+Interrupted training (Ctrl-C) raises :class:`TrainingInterrupted`, a ``KeyboardInterrupt`` that
+says what was kept: the run directory with its last checkpoint (resume it), or -- interrupted
+before the first checkpoint of a new run -- nothing: the files this call wrote (``config.json``,
+``metrics.csv``) are removed, and the directory too if this call created it, so that the same
+call can simply be run again.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import os
 import platform
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from agents.checkpoint import CHECKPOINT_NAME
 from agents.run_dir import CONFIG_NAME
 from mtf_env.files import write_json
 from agents.registry import algo_class
@@ -81,6 +92,24 @@ class TrainResult:
         return self.steps_this_call / self.wall_s if self.wall_s > 0 else float("nan")
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`train_agent`'s training; ``str()`` says what was kept (one line)."""
+
+    def __init__(self, run_dir: Path, checkpoint_step: int | None, removed: bool):
+        self.run_dir = run_dir
+        self.checkpoint_step = checkpoint_step
+        """The step of the kept checkpoint (None: no checkpoint was written)."""
+        self.removed = removed
+        """Whether the files of this call (and the directory, if it created it) were removed."""
+        if checkpoint_step is not None:
+            text = f"kept {run_dir} at step {checkpoint_step} (its last checkpoint)"
+        elif removed:
+            text = f"no checkpoint had been written; removed what this call wrote in {run_dir}"
+        else:
+            text = f"no checkpoint had been written; {run_dir} is as before"
+        super().__init__(text)
+
+
 # ---------------------------------------------------------------------------------------------
 # Agents
 # ---------------------------------------------------------------------------------------------
@@ -88,6 +117,13 @@ def make_agent(algo: str, overrides: Mapping[str, Any] | None = None, base: Mapp
     """A fresh, untrained agent of ``algo`` with its config (see :func:`build_config`)."""
     cls = algo_class(algo)
     return cls(build_config(cls, overrides, base))
+
+
+def config_changes(cls: type, config: Any) -> dict[str, Any]:
+    """The fields of ``config`` that differ from the defaults of ``cls``'s config class, as JSON values."""
+    defaults = json.loads(json.dumps(dataclasses.asdict(type(config)()), default=str))
+    values = json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    return {key: value for key, value in values.items() if defaults.get(key) != value}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,8 +142,8 @@ def _saved_run(out: Path, algo: str, resume: bool) -> dict[str, Any] | None:
     entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
     if not resume:
         if entries:
-            raise ValueError(f"run directory {out} is not empty ({', '.join(entries[:5])}); pass --resume to "
-                             "continue that run, or choose another --out")
+            raise ValueError(f"run directory {out} is not empty ({', '.join(entries[:5])}); resume that run, or "
+                             "choose another run directory")
         return None
     if not entries:
         return None
@@ -153,6 +189,51 @@ def _manifest_summary(data_dir: Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Time estimate
+# ---------------------------------------------------------------------------------------------
+#: Steps (rounds, iterations) per second of each algorithm at its config's defaults, measured with
+#: :func:`train_agent` (one torch thread, no progress bar; 100-200 gradient steps, 2 BO rounds, 2 ES
+#: iterations) on the shared 2-core development machine under a 1-minute load average of 7.6-13.4:
+#: pessimistic for a quiet machine. sac-online is left out: a short run stays inside its
+#: ``learning_starts`` and would give a speed far above a real run's. The basis of
+#: :func:`estimate_seconds` when the run has no measured speed of its own.
+REFERENCE_STEPS_PER_S: dict[str, float] = {
+    "batchrl-mtf": 2.4, "td3": 15.3, "uwac-td3": 4.2, "cql-sac": 0.8, "bc": 25.6, "td3-bc": 7.0, "iql": 6.1,
+    "bo": 0.049, "es": 0.66,
+}
+REFERENCE_MACHINE = "a shared 2-core machine under load 8-13, one torch thread"
+
+
+def estimate_seconds(algo: str, config: Any, run_dir: str | Path | None = None,
+                     changed: bool = False) -> tuple[float | None, str]:
+    """Expected seconds to train ``algo`` for ``config.n_steps`` steps, and what the figure is based on.
+
+    With ``run_dir`` (a resume) the speed measured by that run's last call (its ``train.json``)
+    is used for the steps left after its checkpoint; otherwise :data:`REFERENCE_STEPS_PER_S`
+    (``changed``: the config is not the default one, so the reference speed may not apply).
+    Returns ``(None, reason)`` when there is no figure to go on.
+    """
+    steps = int(config.n_steps)
+    unit = getattr(algo_class(algo), "step_unit", "step")
+    if run_dir is not None:
+        try:
+            log = json.loads((Path(run_dir) / TRAIN_LOG_NAME).read_text())
+            speed, done = float(log["steps_per_s"]), int(log["steps"])
+            if speed > 0:
+                return max(steps - done, 0) / speed, (f"{speed:.3g} {unit}s/s, measured by this run's last call, "
+                                                       f"for the {max(steps - done, 0):,} {unit}s left")
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    speed = REFERENCE_STEPS_PER_S.get(algo)
+    if speed is None:
+        return None, f"no reference speed for {algo}; the progress bar shows the estimate once training runs"
+    basis = f"{speed:g} {unit}s/s at the default config, measured on {REFERENCE_MACHINE}"
+    if changed:
+        basis += "; this config differs from the default, so its speed will too"
+    return steps / speed, basis
+
+
+# ---------------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------------
 def train_agent(
@@ -169,6 +250,7 @@ def train_agent(
     sim_overrides: Mapping[str, Any] | None = None,
     fit_kwargs: Mapping[str, Any] | None = None,
     data=None,
+    before_fit: Callable[[Any], None] | None = None,
 ) -> TrainResult:
     """Train ``algo`` for ``steps`` gradient steps with ``seed`` into the run directory ``out``.
 
@@ -194,6 +276,8 @@ def train_agent(
         fit_kwargs: extra ``fit`` keywords (``log_every``, ``checkpoint_every``), passed when accepted.
         data: an already loaded ``TransitionArrays`` to train on instead of reading ``data_dir``
             (``data_dir`` is then only recorded); for suites that reuse one loaded dataset.
+        before_fit: called with the run's config once every input is checked and the data is
+            loaded, right before training starts (the command line prints its time estimate there).
 
     Returns:
         :class:`TrainResult`. Raises ValueError (nothing written) for an unknown algorithm, an
@@ -207,9 +291,10 @@ def train_agent(
     cls = algo_class(algo)  # ValueError naming the known algorithms
     requires_data = bool(getattr(cls, "requires_data", True))
     if requires_data and data_dir is None and data is None:
-        raise ValueError(f"{algo} trains on logged data: give the dataset directory (--data DIR)")
+        raise ValueError(f"{algo} trains on logged data: give its dataset directory")
     out = Path(out) if out is not None else default_run_dir(algo, data_dir, int(seed))
     saved = _saved_run(out, algo, resume)
+    out_existed, entries_before = out.is_dir(), set(out.iterdir()) if out.is_dir() else set()
     config = build_config(cls, reward_overrides(cls, overrides, reward), base=(saved or {}).get("config"))
 
     # -- data (or the simulator world of an online method), all checked before writing anything
@@ -254,20 +339,44 @@ def train_agent(
         from agents.checkpoint import load_checkpoint
 
         start_step = int(load_checkpoint(out / "checkpoint.pt").get("step", 0))
+    if before_fit is not None:
+        before_fit(config)
     t0 = time.perf_counter()
-    fit_result = agent.fit(data, steps, **kwargs)
+    try:
+        fit_result = agent.fit(data, steps, **kwargs)
+    except KeyboardInterrupt:
+        raise _interrupted(out, out_existed, entries_before) from None
     wall = time.perf_counter() - t0
     total = int(getattr(fit_result, "steps", steps or 0))
     last = dict(getattr(fit_result, "last_metrics", {}) or {})
     result = TrainResult(agent=agent, run_dir=out, algo=algo, steps=total, steps_this_call=max(total - start_step, 0),
                          wall_s=wall, last_metrics=last)
-    _write_train_log(result, data_dir, dataset_info, reward, seed, overrides, sim_config, resume, start_step,
-                     len(data) if data is not None else None)
+    _write_train_log(result, data_dir, dataset_info, reward, seed, config_changes(cls, config), overrides, sim_config,
+                     resume, start_step, len(data) if data is not None else None)
     return result
 
 
-def _write_train_log(result: TrainResult, data_dir, dataset_info, reward, seed, overrides, sim_config, resume,
-                     start_step, n_transitions) -> None:
+def _interrupted(out: Path, out_existed: bool, entries_before: set[Path]) -> TrainingInterrupted:
+    """After Ctrl-C in ``fit``: keep a run with a checkpoint; otherwise remove what this call wrote."""
+    checkpoint = out / CHECKPOINT_NAME
+    if checkpoint.is_file():
+        from agents.checkpoint import load_checkpoint
+
+        try:
+            return TrainingInterrupted(out, int(load_checkpoint(checkpoint).get("step", 0)), removed=False)
+        except (OSError, ValueError):
+            return TrainingInterrupted(out, None, removed=False)
+    if not out_existed:
+        shutil.rmtree(out, ignore_errors=True)
+        return TrainingInterrupted(out, None, removed=True)
+    new = [p for p in out.iterdir() if p not in entries_before] if out.is_dir() else []
+    for path in new:
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    return TrainingInterrupted(out, None, removed=bool(new))
+
+
+def _write_train_log(result: TrainResult, data_dir, dataset_info, reward, seed, run_overrides, overrides, sim_config,
+                     resume, start_step, n_transitions) -> None:
     import torch
 
     from mtf_env.dataset_io import code_version
@@ -289,7 +398,8 @@ def _write_train_log(result: TrainResult, data_dir, dataset_info, reward, seed, 
         "seed": int(seed),
         "steps": result.steps,
         "start_step": int(start_step),
-        "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in (overrides or {}).items()},
+        "overrides": run_overrides,
+        "overrides_given": {k: list(v) if isinstance(v, tuple) else v for k, v in (overrides or {}).items()},
         "sim_config": sim_config.to_json() if sim_config is not None else None,
         "wall_s": result.wall_s,
         "steps_per_s": result.steps_per_s if result.steps_this_call else None,

@@ -9,7 +9,7 @@
 Three steps, each writing files (results are never recomputed by reports):
 
 1. **Train** BatchRL-MTF with :func:`benchmarks.evaluation.training.train_agent` into ``--run`` (default
-   ``runs/batchrl-mtf__small__SEED``) with the reduced :data:`SMALL_PRESET` networks (the
+   ``OUT/run``, inside the suite's own output, so it never meets a run of ``mtf-bench train``) with the reduced :data:`SMALL_PRESET` networks (the
    paper's 400-300 / 750-750 networks do about 4-5 gradient steps per second on a shared
    2-core machine; these are several times faster). The run resumes if it exists, so an
    interrupted suite continues where it stopped and a finished run is not retrained.
@@ -55,12 +55,12 @@ def run(data: str | Path, steps: int, seed: int, out: str | Path, run_dir: str |
 
     from benchmarks.evaluation.ab import ab_test
     from benchmarks.evaluation.stats import paired_difference
-    from benchmarks.evaluation.training import default_run_dir, train_agent
+    from benchmarks.evaluation.training import train_agent
     from benchmarks.evaluation.true_value import true_value
 
     data, out = Path(data), Path(out)
     overrides = dict(SMALL_PRESET if overrides is None else overrides)
-    run_dir = Path(run_dir) if run_dir is not None else default_run_dir("batchrl-mtf", data, seed)
+    run_dir = Path(run_dir) if run_dir is not None else out / "run"
     seconds: dict[str, float] = {}
 
     t0 = time.perf_counter()
