@@ -39,11 +39,11 @@ class ResponseParams:
     """How much clickbait lowers the true utility of a video (and so satisfaction)."""
     clickbait_pull: float = 3.0
     """How much clickbait raises the watch fraction now (times the user's susceptibility): the myopic trap."""
-    interaction_bias: tuple[float, ...] = (-5.45, -8.5, -7.55, -8.4, -6.75, -5.1)
+    interaction_bias: tuple[float, ...] = (-5.51, -8.56, -7.61, -8.46, -6.81, -5.16)
     """Logit base of like, share, comment, follow, collect, profile visit on a non-skipped play."""
     hate_bias: float = -10.5
     """Logit base of "not interested"."""
-    exit_bias: float = -3.75
+    exit_bias: float = -3.72
     """Logit base of the per-video exit hazard."""
     exit_fatigue: float = 1.0
     """Exit logit per unit of fatigue."""
@@ -70,7 +70,7 @@ class ResponseParams:
     """Return logit per unit of end-of-session satisfaction."""
     return_fatigue: float = 0.6
     """Return logit decrease per unit of end-of-session fatigue."""
-    retention_logits: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    retention_logits: tuple[float, ...] = (0.0752, -0.446, -0.5766, -0.557, -0.4491, -0.3103, -0.1837)
     """Retention across days: baseline logits of the hazard of the next visit 1, 2, ..., 7 days after a
     visit (the last one also for later days); calibrated to KuaiRand's return gaps under production."""
     retention_user: float = 1.0
