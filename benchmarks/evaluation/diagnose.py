@@ -204,8 +204,10 @@ class Diagnosis:
 
 
 def diagnose(config: SimConfig = SimConfig(), n_sessions: int = 40_000, n_random: int = 18, seed: int = 0,
-             show_progress: bool = True, retention_users: int = 0, retention_days: int = 30) -> Diagnosis:
-    """Measure phenomena 1, 2, 3 and 6, the within-session effect, the schedule headroom and (with
+             show_progress: bool = True, retention_users: int = 0, retention_days: int = 30,
+             schedule_steps: tuple[float, ...] = SCHEDULE_STEPS) -> Diagnosis:
+    """Measure phenomena 1, 2, 3 and 6, the within-session effect, the schedule headroom (coordinate
+    search with ``schedule_steps``; empty: no search, the schedule is the best static weights) and (with
     ``retention_users`` > 0) retention by preset over ``retention_days``; ``n_sessions`` is split into
     selection and evaluation halves."""
     t0 = time.perf_counter()
@@ -283,7 +285,7 @@ def diagnose(config: SimConfig = SimConfig(), n_sessions: int = 40_000, n_random
 
     # what the world allows beyond static weights
     base = pool[long_horizon]
-    slope, trace = schedule_search(sim, base, sel_users, seed + 1, w["default"])
+    slope, trace = schedule_search(sim, base, sel_users, seed + 1, w["default"], steps=schedule_steps)
     schedule = rollout_sessions(sim, RequestSchedulePolicy(base, slope, sim), eval_users, seed=seed + 2)
     within = {"base": long_horizon, "horizon": SCHEDULE_HORIZON, "slope": slope.tolist(), "search": trace,
               "headroom": paired(ret(schedule), ret(ev[long_horizon])),
