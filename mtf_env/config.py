@@ -39,11 +39,11 @@ class ResponseParams:
     """How much clickbait lowers the true utility of a video (and so satisfaction)."""
     clickbait_pull: float = 3.0
     """How much clickbait raises the watch fraction now (times the user's susceptibility): the myopic trap."""
-    interaction_bias: tuple[float, ...] = (-5.45, -8.5, -7.55, -8.4, -6.75, -5.1)
+    interaction_bias: tuple[float, ...] = (-5.51, -8.56, -7.61, -8.46, -6.81, -5.16)
     """Logit base of like, share, comment, follow, collect, profile visit on a non-skipped play."""
     hate_bias: float = -10.5
     """Logit base of "not interested"."""
-    exit_bias: float = -3.8
+    exit_bias: float = -3.72
     """Logit base of the per-video exit hazard."""
     exit_fatigue: float = 1.0
     """Exit logit per unit of fatigue."""
@@ -61,12 +61,26 @@ class ResponseParams:
     """Saturation added to a topic per watched video of that topic."""
     saturation_decay: float = 0.85
     """Saturation kept per request."""
+    fatigue_length_shift: float = 0.5
+    """Drift within a session: the preferred video length shrinks by this many log units per unit of
+    fatigue (``d_len = log dur - (pref_log_len - fatigue_length_shift * F)``); 0 switches it off."""
     return_bias: float = -0.4
     """Logit base of starting another session the same day (day model)."""
     return_satisfaction: float = 1.0
     """Return logit per unit of end-of-session satisfaction."""
     return_fatigue: float = 0.6
     """Return logit decrease per unit of end-of-session fatigue."""
+    retention_logits: tuple[float, ...] = (0.0752, -0.446, -0.5766, -0.557, -0.4491, -0.3103, -0.1837)
+    """Retention across days: baseline logits of the hazard of the next visit 1, 2, ..., 7 days after a
+    visit (the last one also for later days); calibrated to KuaiRand's return gaps under production."""
+    retention_user: float = 1.0
+    """Hazard logit per unit of the user's hidden return propensity (``return_base``)."""
+    retention_utility: float = 1.0
+    """Hazard logit per unit of the day's mean true utility per play (satisfaction's driver)."""
+    retention_interaction: float = 4.0
+    """Hazard logit per unit of the day's share of plays with a positive interaction."""
+    retention_hate: float = 0.5
+    """Hazard logit decrease per "not interested" of the day."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +105,9 @@ class SimConfig:
     """Sessions are truncated after this many requests."""
     max_sessions_per_day: int = 12
     """Day model: at most this many sessions per user per day."""
+    retention: bool = True
+    """Day model: after a visit day the user skips days as the retention model draws
+    (:mod:`mtf_env.retention`); False: every user visits every day."""
     history_window: int = 500
     """The history features summarise about this many last watched videos (exponential window)."""
     reward: Any = "default"

@@ -43,8 +43,10 @@ N_ITEM_ATTR = 6
  PA_CB_PULL) = range(8)
 PA_INTERACT = 8  # six interaction biases: like, share, comment, follow, collect, profile_visit
 (PA_HATE_BIAS, PA_EXIT_BIAS, PA_EXIT_FATIGUE, PA_EXIT_SAT, PA_EXIT_SKIP, PA_EXIT_HATE, PA_FATIGUE_PER_MIN,
- PA_SAT_DECAY, PA_SATURATION_GAIN, PA_SATURATION_DECAY) = range(14, 24)
-N_PARAMS = 27  # + return_bias, return_satisfaction, return_fatigue (used by the day model in numpy)
+ PA_SAT_DECAY, PA_SATURATION_GAIN, PA_SATURATION_DECAY, PA_FATIGUE_LEN) = range(14, 25)
+# + return_bias, return_satisfaction, return_fatigue, 7 retention logits, retention_user, _utility,
+# _interaction, _hate (used by the day model in numpy)
+N_PARAMS = 39
 N_UNIFORMS = 12   # uniforms per shown video
 N_TASKS = 12
 F_PLAY, F_FINISH, F_LONG, F_SKIP, F_LIKE = 0, 1, 2, 3, 4
@@ -121,7 +123,8 @@ def respond_one(m, item_attr, traits, satisfaction, fatigue, p, u, out):
             + 0.3 * traits[TR_PATIENCE] + state_term)
     skip = u[0] < _sig(-hook)
     u1 = min(max(u[1], 1e-6), 1.0 - 1e-6)
-    d_len = item_attr[IT_LOG_LEN] - traits[TR_PREF_LOG_LEN]
+    # drift within the session: fatigue shortens the preferred length
+    d_len = item_attr[IT_LOG_LEN] - (traits[TR_PREF_LOG_LEN] - p[PA_FATIGUE_LEN] * fatigue)
     z = (p[PA_WATCH_BIAS] + 0.8 * m + 0.7 * q + traits[TR_PATIENCE] + p[PA_CB_PULL] * traits[TR_CLICKBAIT_SUSC] * cb
          - p[PA_LENGTH_PEN] * d_len * d_len + state_term - 0.1 * fatigue + p[PA_WATCH_NOISE] * math.log(u1 / (1.0 - u1)))
     frac = _sig(z)

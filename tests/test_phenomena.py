@@ -13,7 +13,8 @@ Z = 3.0  # margin in standard errors
 
 @pytest.fixture(scope="module")
 def report():
-    return diagnose(n_sessions=16_000, n_random=10, seed=0, show_progress=False).report
+    # no schedule search here (it would double the run time; `mtf-bench diagnose` runs it)
+    return diagnose(n_sessions=16_000, n_random=10, seed=0, show_progress=False, schedule_steps=()).report
 
 
 def test_production_sessions_average_three_to_four_requests(report):
@@ -41,3 +42,33 @@ def test_phenomenon_3_greedy_is_not_optimal(report):
     assert gain["effect"] > Z * gain["se"]
     later = ph["later_reward_loss_of_myopic"]
     assert later["effect"] > Z * later["se"]
+
+
+def test_request_schedule_follows_the_request_index():
+    """The schedule of the within-session headroom reads the request index from the observation."""
+    import numpy as np
+
+    from benchmarks.evaluation.diagnose import SCHEDULE_HORIZON, RequestSchedulePolicy
+    from mtf_env.config import SimConfig
+    from mtf_env.core import Simulator
+
+    sim = Simulator(SimConfig(n_users=3000, n_items=4000))
+    base, slope = np.full(12, 0.1), np.linspace(-0.6, 0.6, 12)
+    policy = RequestSchedulePolicy(base, slope, sim)
+    state = sim.empty_state(3)
+    sim.start_sessions(state, np.arange(3), np.array([0, 1, 2]), np.random.default_rng(0))
+    obs = np.repeat(state.obs[:1], 3, axis=0)
+    col = sim.layout["session_stats"].start
+    obs[:, col] = np.array([0, SCHEDULE_HORIZON // 2, SCHEDULE_HORIZON + 3]) / sim.config.max_requests
+    act = policy.act(obs)
+    assert np.allclose(act[0], base) and np.allclose(act[2], base + slope, atol=1e-6)
+    assert np.allclose(act[1], base + 0.5 * slope, atol=1e-6)
+
+
+def test_diagnose_cli_checks_the_retention_options(capsys):
+    from benchmarks.cli import main
+
+    assert main(["diagnose", "--retention-users", "1"]) == 2
+    assert main(["diagnose", "--retention-days", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--retention-users" in err and "--retention-days" in err

@@ -27,18 +27,20 @@ from .stats import Lift, paired_lift
 LIFT_METRICS: dict[str, str] = {
     "adtime_s": "ADTime",
     "upi_rate": "UPIRate",
+    "active_days": "Active days",
     "session_return": "Session return",
     "discounted_session_return": "Disc. session return",
-    "sessions_per_day": "Sessions/day",
+    "sessions_per_day": "Sessions/active day",
     "requests_per_session": "Requests/session",
 }
 #: Per-arm metrics in the arm table: key -> (title, format).
 ARM_METRICS: dict[str, tuple[str, str]] = {
     "adtime_s": ("ADTime (s/user/day)", "{:.1f}"),
     "upi_rate": ("UPIRate", "{:.4f}"),
+    "active_days": ("Active days/user", "{:.2f}"),
     "session_return": ("Session return", "{:.3f}"),
     "discounted_session_return": ("Disc. session return", "{:.3f}"),
-    "sessions_per_day": ("Sessions/day", "{:.3f}"),
+    "sessions_per_day": ("Sessions/active day", "{:.3f}"),
     "requests_per_session": ("Requests/session", "{:.3f}"),
     "videos_per_session": ("Videos/session", "{:.2f}"),
 }

@@ -13,6 +13,20 @@ best per segment, myopic best) are made on the *selection* half and judged on th
    the net difference in session return.
 6. Stickiness vs activeness: weights best for the ``time`` reward vs best for ``interaction``:
    play time per session and positive interactions per play.
+
+And what the world allows beyond static weights:
+
+* Within-session effect: under the production weights, per request index of the session:
+  fatigue at the request, play seconds per watched video, mean duration of the watched
+  videos, skip rate (the drift within a session, ``ResponseParams.fatigue_length_shift``).
+* Schedule headroom: a request-index schedule ``action(t) = base + min(t, H) / H * slope``
+  starting from the best static weights, its slope found by a small coordinate search on the
+  selection half (common random numbers), judged against the best static weights on the
+  evaluation half.
+* Retention (the day model, optional, :func:`benchmarks.evaluation.retention.retention_by_preset`):
+  active days per user under every static preset, best minus worst with a 95% CI.
+* Per-user spread: the population's spread of per-user like rate and play ratio under production.
+
 Every effect is reported with its standard error and z = effect / SE.
 """
 from __future__ import annotations
@@ -26,6 +40,7 @@ import numpy as np
 from agents.static import STATIC_PRESETS, StaticPolicy
 from mtf_env.config import SimConfig
 from mtf_env.core import Simulator
+from mtf_env.drive import drive
 from mtf_env.fusion import alpha_to_action
 from mtf_env.rewards import REWARD_PRESETS
 from mtf_env.rollout import SessionRollout, rollout_sessions
@@ -86,14 +101,115 @@ def feedback_rates(r: SessionRollout) -> dict[str, float]:
     return {name: float(v) for name, v in zip(TASK_NAMES, totals)}
 
 
+#: Request index at which a schedule reaches its full slope (requests 0 .. H-1 ramp linearly).
+SCHEDULE_HORIZON = 6
+#: Coordinate-search step sizes (action units), one pass over the 12 coordinates each.
+SCHEDULE_STEPS = (0.5, 0.25)
+#: Request indices reported by the within-session profile.
+PROFILE_REQUESTS = 8
+
+
+class RequestSchedulePolicy:
+    """Fusion weights that move with the request index t of the session (read from the observation).
+
+    ``action(t) = clip(base + min(t, horizon) / horizon * slope, -1, 1)``; base and slope (12,) in action units.
+    """
+
+    stochastic = False
+
+    def __init__(self, base: np.ndarray, slope: np.ndarray, sim: Simulator, horizon: int = SCHEDULE_HORIZON):
+        self.base, self.slope = np.asarray(base, np.float64), np.asarray(slope, np.float64)
+        self.column = sim.layout["session_stats"].start  # requests so far / max_requests
+        self.max_requests, self.horizon = sim.config.max_requests, horizon
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        t = np.rint(obs[:, self.column].astype(np.float64) * self.max_requests)
+        ramp = np.minimum(t, self.horizon) / self.horizon
+        return np.clip(self.base[None] + ramp[:, None] * self.slope[None], -1.0, 1.0).astype(np.float32)
+
+
+def schedule_search(sim: Simulator, base: np.ndarray, users: np.ndarray, seed: int, weights: np.ndarray,
+                    steps: tuple[float, ...] = SCHEDULE_STEPS) -> tuple[np.ndarray, list[dict]]:
+    """Coordinate search of a schedule's slope (12,) from zero on ``users`` with a fixed seed (common random numbers).
+
+    For each step size, every coordinate is tried at +step then -step and a move is kept when
+    it raises the mean session return under ``weights``. Returns the slope and the trace of
+    accepted moves.
+    """
+    def value(slope):
+        return float(rollout_sessions(sim, RequestSchedulePolicy(base, slope, sim), users, seed=seed)
+                     .returns(weights).mean())
+
+    slope = np.zeros(12)
+    best = value(slope)
+    trace = [{"coordinate": None, "step": 0.0, "session_return": best}]
+    for step in steps:
+        for j in range(12):
+            for sign in (1.0, -1.0):
+                trial = slope.copy()
+                trial[j] = np.clip(trial[j] + sign * step, -2.0, 2.0)
+                v = value(trial)
+                if v > best:
+                    slope, best = trial, v
+                    trace.append({"coordinate": j, "step": sign * step, "session_return": v})
+                    break
+    return slope, trace
+
+
+def within_session_profile(sim: Simulator, policy, users: np.ndarray, seed: int,
+                           n_requests: int = PROFILE_REQUESTS) -> dict[str, list[float]]:
+    """Per request index t < n_requests of fresh sessions: sessions reaching it, mean fatigue at its start,
+    play seconds per watched video, mean duration (s) of the watched videos, skip rate."""
+    sums = {k: np.zeros(n_requests) for k in ("sessions", "fatigue", "plays", "play_s", "duration_s", "skips")}
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xD1C]))
+    state = sim.empty_state(len(users))
+    sim.start_sessions(state, np.arange(len(users)), users, rng)
+    duration = sim.catalogue.duration_s.astype(np.float64)
+    per_min = sim.params.fatigue_per_minute
+    for served in drive(sim, state, policy, rng=rng, compact="never"):
+        t = served.t
+        if t >= n_requests:
+            continue
+        res, rows = served.result, served.rows
+        watched = res.watched[rows]
+        play = res.feedback[rows][:, :, TASK_INDEX["play_time"]].astype(np.float64)
+        play_total = (play * watched).sum(1)
+        sums["sessions"][t] += len(rows)
+        sums["fatigue"][t] += (served.state.fatigue[rows] - per_min * play_total / 60.0).sum()
+        sums["plays"][t] += watched.sum()
+        sums["play_s"][t] += play_total.sum()
+        sums["duration_s"][t] += (duration[np.maximum(res.items[rows], 0)] * watched).sum()
+        sums["skips"][t] += (res.feedback[rows][:, :, TASK_INDEX["skip"]] * watched).sum()
+    n, plays = np.maximum(sums["sessions"], 1), np.maximum(sums["plays"], 1)
+    return {"request_index": list(range(n_requests)), "sessions": sums["sessions"].tolist(),
+            "fatigue": (sums["fatigue"] / n).tolist(), "play_s_per_play": (sums["play_s"] / plays).tolist(),
+            "watched_duration_s": (sums["duration_s"] / plays).tolist(), "skip_rate": (sums["skips"] / plays).tolist()}
+
+
+def per_user_spread(sim: Simulator, r: SessionRollout, min_plays: int = 10) -> dict[str, float]:
+    """Spread over users (sessions with at least ``min_plays`` plays) of the per-session like rate and play ratio,
+    and the population SDs of preferred log duration and interactivity."""
+    ok = r.videos >= min_plays
+    like = r.feedback[ok, TASK_INDEX["like"]] / r.videos[ok]
+    skip = r.feedback[ok, TASK_INDEX["skip"]] / r.videos[ok]
+    pop = sim.population
+    return {"sessions": int(ok.sum()), "like_rate_mean": float(like.mean()), "like_rate_sd": float(like.std()),
+            "skip_rate_mean": float(skip.mean()), "skip_rate_sd": float(skip.std()),
+            "pref_log_len_sd": float(np.std(pop.pref_log_len)), "interactivity_sd": float(np.std(pop.interactivity))}
+
+
 @dataclass
 class Diagnosis:
     report: dict
 
 
 def diagnose(config: SimConfig = SimConfig(), n_sessions: int = 40_000, n_random: int = 18, seed: int = 0,
-             show_progress: bool = True) -> Diagnosis:
-    """Measure phenomena 1, 2, 3 and 6; ``n_sessions`` is split into selection and evaluation halves."""
+             show_progress: bool = True, retention_users: int = 0, retention_days: int = 30,
+             schedule_steps: tuple[float, ...] = SCHEDULE_STEPS) -> Diagnosis:
+    """Measure phenomena 1, 2, 3 and 6, the within-session effect, the schedule headroom (coordinate
+    search with ``schedule_steps``; empty: no search, the schedule is the best static weights) and (with
+    ``retention_users`` > 0) retention by preset over ``retention_days``; ``n_sessions`` is split into
+    selection and evaluation halves."""
     t0 = time.perf_counter()
     sim = Simulator(config)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xD1B]))
@@ -167,6 +283,21 @@ def diagnose(config: SimConfig = SimConfig(), n_sessions: int = 40_000, n_random
            "play_time_gap": paired(play(ev[best_time]), play(ev[best_inter])),
            "interaction_rate_gap": paired(interactions_per_play(ev[best_inter]), interactions_per_play(ev[best_time]))}
 
+    # what the world allows beyond static weights
+    base = pool[long_horizon]
+    slope, trace = schedule_search(sim, base, sel_users, seed + 1, w["default"], steps=schedule_steps)
+    schedule = rollout_sessions(sim, RequestSchedulePolicy(base, slope, sim), eval_users, seed=seed + 2)
+    within = {"base": long_horizon, "horizon": SCHEDULE_HORIZON, "slope": slope.tolist(), "search": trace,
+              "headroom": paired(ret(schedule), ret(ev[long_horizon])),
+              "profile_production": within_session_profile(sim, StaticPolicy(pool["static:production"]), eval_users,
+                                                           seed + 2)}
+    retention = None
+    if retention_users > 0:
+        from .retention import retention_by_preset
+
+        retention = retention_by_preset(users=retention_users, days=retention_days, seed=seed, sim=sim,
+                                        show_progress=show_progress)
+
     prod = ev["static:production"]
     report = {
         "config": config.to_json(), "n_sessions": n_sessions, "n_candidates": len(names), "seed": seed,
@@ -177,6 +308,9 @@ def diagnose(config: SimConfig = SimConfig(), n_sessions: int = 40_000, n_random
         "phenomenon_2_personalisation_pays": ph2,
         "phenomenon_3_greedy_not_optimal": ph3,
         "phenomenon_6_stickiness_vs_activeness": ph6,
+        "within_session": within,
+        "retention": retention,
+        "per_user_spread": per_user_spread(sim, prod),
         "candidates": {n: {"action": pool[n].tolist(), "session_return_eval": mean_se(ret(ev[n])),
                            "immediate_reward_eval": mean_se(ev[n].immediate(w["default"])),
                            "play_time_per_session_s": mean_se(play(ev[n])),

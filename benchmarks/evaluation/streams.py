@@ -77,3 +77,15 @@ def stream_key(seed: int, tag: int) -> np.uint64:
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     return np.random.SeedSequence([int(seed), int(tag)]).generate_state(1, dtype=np.uint64)[0]
+
+
+def slot_day_uniforms(key: np.uint64, slots: np.ndarray, day: int) -> np.ndarray:
+    """One uniform (n,) float64 in [0, 1) per ``(key, slot, day)``: the retention draw of a user-day.
+
+    The same chain of SplitMix64 finalisers as :func:`fill_uniforms`, keyed by the slot and
+    the day only, so a user's draw on a day is the same in every arm of an A/B test.
+    """
+    with np.errstate(over="ignore"):
+        s = mix64(key + GOLDEN * (np.asarray(slots).astype(np.uint64) + np.uint64(1)))
+        s = mix64(s + GOLDEN * np.uint64(day + 1))
+        return to_unit(mix64(s + GOLDEN))
