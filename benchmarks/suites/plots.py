@@ -159,3 +159,133 @@ def plot_action_distributions(results_dir: str | Path, out: str | Path | None = 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# The paper suite's figures (seaborn): each drawn from a tidy CSV written next to its PNG
+# ---------------------------------------------------------------------------------------------
+#: File stems of the paper suite's figures (``STEM.png`` and ``STEM.csv`` in the suite directory).
+SUITE_FIGURES = ("fig5_q_over_training", "fig6_action_distributions", "fig7_exploration", "fig8_sensitivity",
+                 "true_value_over_training")
+
+
+def _seaborn():
+    _pyplot()
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    return sns
+
+
+def suite_tables(suite_dir: str | Path) -> dict[str, "object"]:
+    """The tidy data frames of the suite figures, read from the finished cells of a suite directory.
+
+    fig5: row, seed, step, q_mean, q_std (critic's Q(s0, pi(s0)) over the test initial states);
+    fig6: row, seed, weight, alpha (fusion weights on fixed test states; row ``logged data``);
+    fig7 / fig8: row, seed, true_value (fig8 also parameter, value);
+    true_value_over_training: row, seed, step, true_value.
+    """
+    import pandas as pd
+
+    from mtf_env.fusion import action_to_alpha
+    from mtf_env.tasks import TASK_INDEX
+
+    from .cells import is_done, load_actions, read_result
+    from .paper_suite import MAIN_CRITIC_LR, MAIN_RHO, ROW_BY_NAME
+    from .suite_report import FIG6_TASKS
+
+    suite_dir = Path(suite_dir)
+    plan = json.loads((suite_dir / "suite.json").read_text())
+    fig5, fig6, fig7, fig8, tv = [], [], [], [], []
+    for cell in plan["dataset_cells"]:
+        if cell["row"] == "dataset-mixed" and is_done(cell, suite_dir):
+            alpha = action_to_alpha(load_actions(cell, suite_dir))
+            fig6 += [{"row": "logged data", "seed": None, "weight": w, "alpha": float(a)}
+                     for w in FIG6_TASKS for a in alpha[:, TASK_INDEX[w]]]
+    for cell in plan["cells"]:
+        if not is_done(cell, suite_dir):
+            continue
+        result, row, seed = read_result(cell, suite_dir), ROW_BY_NAME[cell["row"]], cell["seed"]
+        value = result["true_value"]["default"]["value"]
+        for c in result["checkpoints"]:
+            tv.append({"row": row.name, "seed": seed, "step": c["step"], "true_value": c["true_value"]})
+            if c["q_mean"] is not None:
+                fig5.append({"row": row.name, "seed": seed, "step": c["step"], "q_mean": c["q_mean"],
+                             "q_std": c["q_std"]})
+        if row.group in ("table1", "table2") and seed == plan["seeds"][0]:
+            alpha = action_to_alpha(load_actions(cell, suite_dir))
+            fig6 += [{"row": row.name, "seed": seed, "weight": w, "alpha": float(a)}
+                     for w in FIG6_TASKS for a in alpha[:, TASK_INDEX[w]]]
+        if row.name in ("batchrl-mtf", "batchrl-mtf-re", "behaviour-noise", "behaviour-random", "production"):
+            fig7.append({"row": row.name, "seed": seed, "true_value": value})
+        if row.name == "batchrl-mtf" or row.group == "sensitivity":
+            rho = dict(row.overrides).get("rho", MAIN_RHO)
+            lr = dict(row.overrides).get("lr_critic", MAIN_CRITIC_LR)
+            if row.name == "batchrl-mtf" or "rho" in row.overrides:
+                fig8.append({"row": row.name, "seed": seed, "parameter": "rho", "value": rho, "true_value": value})
+            if row.name == "batchrl-mtf" or "lr_critic" in row.overrides:
+                fig8.append({"row": row.name, "seed": seed, "parameter": "lr_critic", "value": lr,
+                             "true_value": value})
+    columns = {"fig5_q_over_training": (fig5, ["row", "seed", "step", "q_mean", "q_std"]),
+               "fig6_action_distributions": (fig6, ["row", "seed", "weight", "alpha"]),
+               "fig7_exploration": (fig7, ["row", "seed", "true_value"]),
+               "fig8_sensitivity": (fig8, ["row", "seed", "parameter", "value", "true_value"]),
+               "true_value_over_training": (tv, ["row", "seed", "step", "true_value"])}
+    return {stem: pd.DataFrame(rows, columns=cols) for stem, (rows, cols) in columns.items()}
+
+
+def suite_figures(suite_dir: str | Path) -> list[Path]:
+    """Write every suite figure as ``STEM.csv`` and ``STEM.png`` into ``suite_dir``; returns the PNG paths.
+
+    Error bars over seeds are ``mean +- 1.96 SE`` (seaborn ``errorbar=("se", 1.96)``); with one seed
+    there are none. A figure without data (its rows were not run) is skipped.
+    """
+    suite_dir = Path(suite_dir)
+    frames = suite_tables(suite_dir)
+    sns = _seaborn()
+    plt = _pyplot()
+    paths = []
+    bars = ("se", 1.96)
+    for stem, df in frames.items():
+        df.to_csv(suite_dir / f"{stem}.csv", index=False)
+        if df.empty:
+            continue
+        if stem == "fig5_q_over_training":
+            long = df.melt(id_vars=["row", "seed", "step"], value_vars=["q_mean", "q_std"], var_name="statistic",
+                           value_name="Q")
+            grid = sns.relplot(data=long, x="step", y="Q", hue="row", col="statistic", kind="line", marker="o",
+                               errorbar=bars, facet_kws={"sharey": False}, height=3.2, aspect=1.3)
+            grid.set_axis_labels("gradient step", "Q(s0, pi(s0)) over test initial states")
+            grid.figure.suptitle("Figure 5: mean and std of the critics' Q over training", y=1.03)
+            fig = grid.figure
+        elif stem == "fig6_action_distributions":
+            grid = sns.catplot(data=df, x="row", y="alpha", col="weight", kind="box", col_wrap=2, height=3.0,
+                               aspect=1.8, sharey=False, fliersize=0.5)
+            grid.set_xticklabels(rotation=60, ha="right", fontsize=7)
+            grid.figure.suptitle("Figure 6: fusion weights on fixed test states vs the logged data", y=1.02)
+            fig = grid.figure
+        elif stem == "fig7_exploration":
+            fig, ax = plt.subplots(figsize=(5.5, 3.2))
+            sns.barplot(data=df, x="row", y="true_value", errorbar=bars, ax=ax, capsize=0.1)
+            ax.set_ylim(df["true_value"].min() * 0.95, df["true_value"].max() * 1.03)
+            ax.set(xlabel="", ylabel="true value (disc. session return)",
+                   title="Figure 7: mixed vs random-only exploration vs the behaviour policy")
+        elif stem == "fig8_sensitivity":
+            grid = sns.relplot(data=df, x="value", y="true_value", col="parameter", kind="line", marker="o",
+                               errorbar=bars, facet_kws={"sharex": False}, height=3.2, aspect=1.2)
+            for ax, name in zip(grid.axes.flat, grid.col_names):
+                if name == "lr_critic":
+                    ax.set_xscale("log")
+            grid.set_axis_labels("setting", "true value")
+            grid.figure.suptitle("Figure 8: sensitivity of BatchRL-MTF to rho and the critic learning rate", y=1.03)
+            fig = grid.figure
+        else:
+            fig, ax = plt.subplots(figsize=(6.5, 3.6))
+            sns.lineplot(data=df, x="step", y="true_value", hue="row", marker="o", errorbar=bars, ax=ax)
+            ax.set(xlabel="gradient step", ylabel="true value", title="True value over training (offline methods)")
+            ax.legend(fontsize=6, ncol=2)
+        path = suite_dir / f"{stem}.png"
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        paths.append(path)
+    return paths

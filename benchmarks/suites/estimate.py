@@ -1,0 +1,88 @@
+"""What a preset of the paper suite costs: measured gradient steps per second, multiplied out over its cells.
+
+::
+
+    mtf-bench suite estimate --preset paper --data datasets/smoke --probe-steps 200
+
+For every algorithm of the preset's rows, trains it for ``probe_steps`` steps (offline methods;
+online methods: ``probe_steps`` of their own units, capped by their budget) at the preset's
+network sizes and settings on ``data`` (any dataset: the speed of a gradient step depends on the
+batch and the networks, not on the data's size), and reports steps per second and the estimated
+training hours of the preset: ``sum over rows x seeds of steps / (steps per second)``. Evaluation
+(true values, the estimator, the A/B test) is not included; the report of a finished smaller
+preset gives its per-cell times. Writes ``OUT/estimate.json`` and ``OUT/estimate.md``.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def estimate(preset_name: str, data: str | Path, out: str | Path, probe_steps: int = 200, device: str = "cpu",
+             seeds: int | None = None, show_progress: bool = False) -> dict[str, Any]:
+    import torch
+
+    from mtf_env.files import write_json
+
+    from benchmarks.evaluation.training import train_agent
+
+    from .baselines import is_online
+    from .paper_suite import ROWS, method_inputs, resolve_preset
+
+    preset = resolve_preset(preset_name)
+    n_seeds = len(preset.seeds) if seeds is None else int(seeds)
+    rows_per_algo: dict[str, int] = {}
+    for row in ROWS:
+        if row.algo is not None:
+            rows_per_algo[row.algo] = rows_per_algo.get(row.algo, 0) + 1
+    measured: dict[str, Any] = {}
+    for algo, n_rows in rows_per_algo.items():
+        inputs = method_inputs(next(r for r in ROWS if r.algo == algo), preset, "", device)
+        overrides = dict(inputs["overrides"])
+        if device != "cpu":
+            from .cells import _device_overrides
+
+            overrides.update(_device_overrides(algo, device))
+        budget = int(inputs["steps"])
+        steps = min(probe_steps, budget)
+        if algo == "sac-online":  # its steps must be a multiple of its number of envs
+            n_envs = int(overrides.get("n_envs", 16))
+            steps = max(n_envs, steps // n_envs * n_envs)
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            result = train_agent(algo, data, steps, 0, Path(tmp) / "run", overrides=overrides,
+                                 show_progress=show_progress)
+            wall = time.perf_counter() - t0
+        rate = steps / result.wall_s if result.wall_s > 0 else float("nan")
+        hours = n_rows * n_seeds * budget / rate / 3600 if rate > 0 else float("nan")
+        measured[algo] = {"online": is_online(algo), "probe_steps": steps, "probe_wall_s": wall,
+                          "steps_per_s": rate, "budget_steps": budget, "rows": n_rows, "seeds": n_seeds,
+                          "estimated_train_hours": hours}
+    total = sum(m["estimated_train_hours"] for m in measured.values())
+    result = {"preset": preset.name, "data": str(data), "device": device, "probe_steps": probe_steps,
+              "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+              "load_average_at_end": list(os.getloadavg()), "algorithms": measured,
+              "estimated_train_hours_total": total,
+              "settings": {"hidden": list(preset.hidden), "vae_hidden": list(preset.vae_hidden),
+                           "offline_steps": preset.offline_steps, "online_steps": dict(preset.online_steps)}}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "estimate.json", result)
+    (out / "estimate.md").write_text(to_markdown(result))
+    return result
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    lines = [f"Training cost of the `{result['preset']}` preset on {result['device']} ({result['torch_threads']} torch "
+             f"thread(s), {result['cpu_count']} CPUs, load average {result['load_average_at_end'][0]:.1f}); steps "
+             f"measured over {result['probe_steps']} steps each (online methods: their own units).", "",
+             "| Algorithm | Steps/s | Budget (steps) | Rows x seeds | Estimated training hours |",
+             "|---|---:|---:|---:|---:|"]
+    for algo, m in result["algorithms"].items():
+        lines.append(f"| {algo}{' (online)' if m['online'] else ''} | {m['steps_per_s']:.2f} | {m['budget_steps']:,} | "
+                     f"{m['rows']} x {m['seeds']} | {m['estimated_train_hours']:.1f} |")
+    lines += ["", f"Total training: about {result['estimated_train_hours_total']:.0f} hours (evaluation not included)."]
+    return "\n".join(lines) + "\n"
