@@ -259,9 +259,11 @@ def suite_figures(suite_dir: str | Path) -> list[Path]:
             grid.figure.suptitle("Figure 5: mean and std of the critics' Q over training", y=1.03)
             fig = grid.figure
         elif stem == "fig6_action_distributions":
-            grid = sns.catplot(data=df, x="row", y="alpha", col="weight", kind="box", col_wrap=2, height=3.0,
-                               aspect=1.8, sharey=False, fliersize=0.5)
-            grid.set_xticklabels(rotation=60, ha="right", fontsize=7)
+            grid = sns.catplot(data=df, y="row", x="alpha", hue="row", col="weight", kind="box", col_wrap=2,
+                               height=0.22 * df["row"].nunique() + 1.2, aspect=1.3, sharex=False, fliersize=0.5,
+                               legend=False)
+            grid.set_titles("alpha of {col_name}")
+            grid.set_axis_labels("fusion weight alpha", "")
             grid.figure.suptitle("Figure 6: fusion weights on fixed test states vs the logged data", y=1.02)
             fig = grid.figure
         elif stem == "fig7_exploration":
