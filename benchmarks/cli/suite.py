@@ -140,7 +140,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_paper_suite(args: argparse.Namespace) -> None:
-    from benchmarks.suites import paper_suite
+    from benchmarks.suites import paper_suite, runner
 
     # -- every input is checked before any work (nothing is written on a bad input)
     paper_suite.resolve_preset(args.preset)
@@ -156,10 +156,9 @@ def _run_paper_suite(args: argparse.Namespace) -> None:
     output_dir("--out", args.out)
     set_threads(args.threads)
     try:
-        result = paper_suite.run_suite(args.preset, args.out, seeds=seeds, only=args.only, device=args.device,
-                                       show_progress=not args.no_progress,
-                                       log=_progress_log("suite", not args.no_progress))
-    except paper_suite.SuiteError as exc:
+        result = runner.run_suite(args.preset, args.out, seeds=seeds, only=args.only, device=args.device,
+                                  show_progress=not args.no_progress, log=_progress_log("suite", not args.no_progress))
+    except runner.SuiteError as exc:
         print(f"mtf-bench suite run: {exc}", flush=True)
         raise SystemExit(1) from None
     print(f"{result['cells_done']} cells -> {args.out}/report.md, results.json and the figures")
