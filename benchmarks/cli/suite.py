@@ -46,6 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                                     "online SAC; the others run on the CPU)")
     r.add_argument("--out", type=Path, required=True, help="suite directory (created; a finished cell in it is "
                                                            "reused)")
+    r.add_argument("--workers", type=int, default=1, help="cells run at the same time, in child processes with "
+                                                          "one torch thread each (default 1: sequential)")
     r.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared 2-core machine)")
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(func=_run_paper_suite, command_name="suite run")
@@ -153,11 +155,13 @@ def _run_paper_suite(args: argparse.Namespace) -> None:
 
         if not torch.cuda.is_available():
             raise ValueError("--device cuda: no CUDA device is available to torch")
+    positive("--workers", args.workers)
     output_dir("--out", args.out)
     set_threads(args.threads)
     try:
         result = runner.run_suite(args.preset, args.out, seeds=seeds, only=args.only, device=args.device,
-                                  show_progress=not args.no_progress, log=_progress_log("suite", not args.no_progress))
+                                  show_progress=not args.no_progress, log=_progress_log("suite", not args.no_progress),
+                                  workers=args.workers)
     except runner.SuiteError as exc:
         print(f"mtf-bench suite run: {exc}", flush=True)
         raise SystemExit(1) from None
