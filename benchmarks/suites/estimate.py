@@ -56,12 +56,13 @@ def estimate(preset_name: str, data: str | Path, out: str | Path, probe_steps: i
             overrides.update(_device_overrides(algo, device))
         budget = int(inputs["steps"])
         steps = min(ONLINE_PROBE.get(algo, probe_steps) if is_online(algo) else probe_steps, budget)
-        if algo == "sac-online":  # its steps must be a multiple of its number of envs
+        if algo == "sac-online":  # past its learning starts (else no gradient step is timed), a multiple of n_envs
             from agents.registry import algo_class
             from benchmarks.evaluation.configs import build_config
 
-            n_envs = build_config(algo_class(algo), overrides).n_envs
-            steps = max(n_envs, steps // n_envs * n_envs)
+            config = build_config(algo_class(algo), overrides)
+            steps = min(budget, config.learning_starts + steps)
+            steps = max(config.n_envs, steps // config.n_envs * config.n_envs)
         with tempfile.TemporaryDirectory() as tmp:
             t0, c0 = time.perf_counter(), time.process_time()
             train_agent(algo, data, steps, 0, Path(tmp) / "run", overrides=overrides, show_progress=show_progress)
