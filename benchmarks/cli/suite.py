@@ -1,12 +1,19 @@
-"""``mtf-bench suite baselines|batchrl-small|ope-validation``: run a benchmark suite.
+"""``mtf-bench suite run|report|baselines|batchrl-small|ope-validation``: run a benchmark suite.
 
 ::
+
+    mtf-bench suite run --preset smoke --out results/suite/smoke      # the paper's Table 1 and Figures 5-8
+    mtf-bench suite run --preset small --seeds 0,1,2 --only batchrl-mtf bo --out results/suite/small
+    mtf-bench suite report results/suite/small                         # redraw report.md, results.json, figures
 
     mtf-bench suite baselines --data datasets/small --steps 2000 --out results/baselines
     mtf-bench suite batchrl-small --data datasets/small --steps 20000 --seed 0 --out results/batchrl_small
     mtf-bench suite ope-validation --data datasets/small --out results/ope_validation
 
-Each suite is library code in :mod:`benchmarks.suites` (what it does and writes is in its
+``suite run`` is the paper suite (:mod:`benchmarks.suites.paper_suite`: cells, executors, a report
+with the paper's figures side by side); ``baselines``, ``batchrl-small`` and ``ope-validation`` are
+the single-dataset, single-seed suites it grew from, kept for quick looks at one method or the
+estimator. Each suite is library code in :mod:`benchmarks.suites` (what it does and writes is in its
 module docstring); this module parses and checks every argument -- paths, numbers, algorithm
 names, config overrides, reward -- before any work starts, then runs the suite and prints
 its table.
@@ -23,9 +30,47 @@ from .common import dataset_dir, output_dir, parse_reward, positive, set_threads
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from benchmarks.suites import baselines, batchrl_small, ope_validation
 
-    p = sub.add_parser("suite", help="run a benchmark suite (baselines, batchrl-small, ope-validation)",
+    p = sub.add_parser("suite", help="run a benchmark suite (run: the paper suite; report; baselines, "
+                                     "batchrl-small, ope-validation)",
                        description="Run a benchmark suite of benchmarks/suites/.")
     suites = p.add_subparsers(dest="suite", required=True, metavar="SUITE")
+
+    r = suites.add_parser("run", help="the paper suite: Table 1, a second table and Figures 5-8 over seeds",
+                          description="Collect the datasets, train and judge every cell (method x dataset x "
+                                      "seed), skip finished cells, write report.md, results.json and the figures.")
+    r.add_argument("--preset", required=True, help="smoke (minutes), small (hours), paper (days of CPU)")
+    r.add_argument("--seeds", help="comma-separated seeds (default: the preset's: smoke 0,1,2; small and paper 0,1,2)")
+    r.add_argument("--only", nargs="+", metavar="CELL", help="run only these rows (e.g. batchrl-mtf bo); "
+                                                            "default: every row")
+    r.add_argument("--device", default="cpu", help="cpu or cuda (agents with a device setting: BatchRL-MTF, "
+                                                    "online SAC; the others run on the CPU)")
+    r.add_argument("--out", type=Path, required=True, help="suite directory (created; a finished cell in it is "
+                                                           "reused)")
+    r.add_argument("--workers", type=int, default=1, help="cells run at the same time, in child processes with "
+                                                          "one torch thread each (default 1: sequential)")
+    r.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared 2-core machine)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.set_defaults(func=_run_paper_suite, command_name="suite run")
+
+    rep = suites.add_parser("report", help="redraw report.md, results.json and the figures of a suite directory",
+                            description="Read a suite directory's finished cells (nothing is re-run) and write "
+                                        "report.md, results.json and the figures.")
+    rep.add_argument("dir", type=Path, help="suite directory written by `mtf-bench suite run`")
+    rep.add_argument("--save-reference", type=Path, metavar="DIR",
+                     help="also write the regression reference (reference.json: each cell's figures and "
+                          "tolerances from the spread over seeds) and a copy of the report into DIR")
+    rep.set_defaults(func=_report_paper_suite, command_name="suite report")
+
+    e = suites.add_parser("estimate", help="measure steps/s at a preset's sizes and estimate its training hours",
+                          description="Train every algorithm of the paper suite briefly at a preset's network "
+                                      "sizes and settings, and multiply its steps/s out over the preset's cells.")
+    e.add_argument("--preset", required=True, help="smoke, small or paper")
+    e.add_argument("--data", type=Path, required=True, help="any logged dataset (e.g. datasets/smoke)")
+    e.add_argument("--probe-steps", type=int, default=200, help="steps measured per algorithm")
+    e.add_argument("--device", default="cpu", help="cpu or cuda")
+    e.add_argument("--out", type=Path, required=True, help="directory of estimate.json and estimate.md")
+    e.add_argument("--threads", type=int, default=1, help="torch threads")
+    e.set_defaults(func=_estimate_paper_suite, command_name="suite estimate")
 
     b = suites.add_parser("baselines", help="every registered method on one dataset: true values, Q estimates, "
                                             "A/B test, action figures",
@@ -95,6 +140,63 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--report-only", action="store_true",
                    help="redraw result.md and the figures from OUT/result.json (no fitting)")
     o.set_defaults(func=_run_ope_validation, command_name="suite ope-validation")
+
+
+def _run_paper_suite(args: argparse.Namespace) -> None:
+    from benchmarks.suites import paper_suite, runner
+
+    # -- every input is checked before any work (nothing is written on a bad input)
+    paper_suite.resolve_preset(args.preset)
+    seeds = paper_suite.parse_seeds(args.seeds) if args.seeds is not None else None
+    paper_suite.check_only(args.only)
+    if args.device not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu or cuda, got {args.device!r}")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda: no CUDA device is available to torch")
+    positive("--workers", args.workers)
+    output_dir("--out", args.out)
+    set_threads(args.threads)
+    try:
+        result = runner.run_suite(args.preset, args.out, seeds=seeds, only=args.only, device=args.device,
+                                  show_progress=not args.no_progress, log=_progress_log("suite", not args.no_progress),
+                                  workers=args.workers)
+    except runner.SuiteError as exc:
+        print(f"mtf-bench suite run: {exc}", flush=True)
+        raise SystemExit(1) from None
+    print(f"{result['cells_done']} cells -> {args.out}/report.md, results.json and the figures")
+
+
+def _report_paper_suite(args: argparse.Namespace) -> None:
+    from benchmarks.suites.suite_report import write_report
+
+    if not args.dir.is_dir():
+        raise ValueError(f"{args.dir} is not a suite directory")
+    if args.save_reference is not None:
+        output_dir("--save-reference", args.save_reference)
+    result = write_report(args.dir)
+    print(f"{result['cells_done']} of {result['cells_planned']} cells -> {args.dir}/report.md, results.json")
+    if args.save_reference is not None:
+        from benchmarks.suites.regression import save_reference
+
+        save_reference(args.dir, args.save_reference)
+        print(f"reference -> {args.save_reference}/reference.json")
+
+
+def _estimate_paper_suite(args: argparse.Namespace) -> None:
+    from benchmarks.suites import estimate, paper_suite
+
+    paper_suite.resolve_preset(args.preset)
+    dataset_dir("--data", args.data)
+    positive("--probe-steps", args.probe_steps)
+    if args.device not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu or cuda, got {args.device!r}")
+    output_dir("--out", args.out)
+    set_threads(args.threads)
+    estimate.estimate(args.preset, args.data, args.out, args.probe_steps, args.device)
+    print((args.out / "estimate.md").read_text())
 
 
 def _check_config(algo: str, overrides: dict):

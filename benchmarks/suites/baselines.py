@@ -137,13 +137,17 @@ def read_q_curve(run_dir: Path) -> dict[str, list[float]]:
     return curve
 
 
-def policy_value_estimate(agent: Any, obs: np.ndarray, chunk: int = 1024) -> float | None:
-    """The agent's critic's value of its own policy, ``mean_s Q(s, pi(s))`` over ``obs`` (n, obs_dim); None without a critic."""
+def policy_q_values(agent: Any, obs: np.ndarray, chunk: int = 1024) -> np.ndarray | None:
+    """The agent's critic's value of its own policy per state, ``Q(s, pi(s))`` (n,) float64 over ``obs`` (n, obs_dim).
+
+    d3rlpy agents: ``predict_value`` (the mean of the critic ensemble); BatchRL-MTF: ``Q1``, the
+    critic its action selection uses. None for an agent without a critic.
+    """
     if getattr(agent, "has_critic", True) and callable(getattr(agent, "predict_value", None)):
-        return float(np.mean(np.concatenate([np.asarray(agent.predict_value(obs[i:i + chunk]), np.float64).ravel()
-                                             for i in range(0, len(obs), chunk)])))
+        return np.concatenate([np.asarray(agent.predict_value(obs[i:i + chunk]), np.float64).ravel()
+                               for i in range(0, len(obs), chunk)])
     nets = getattr(agent, "nets", None)
-    if nets is not None and hasattr(nets, "critic1"):  # BatchRL-MTF: Q1, the critic its action selection uses
+    if nets is not None and hasattr(nets, "critic1"):
         import torch
 
         values = []
@@ -153,8 +157,14 @@ def policy_value_estimate(agent: Any, obs: np.ndarray, chunk: int = 1024) -> flo
                 o_t = torch.as_tensor(o, device=agent.device)
                 a_t = torch.as_tensor(agent.act(o), device=agent.device)
                 values.append(nets.critic1(o_t, a_t).squeeze(1).double().cpu().numpy())
-        return float(np.mean(np.concatenate(values)))
+        return np.concatenate(values)
     return None
+
+
+def policy_value_estimate(agent: Any, obs: np.ndarray, chunk: int = 1024) -> float | None:
+    """The agent's critic's value of its own policy, ``mean_s Q(s, pi(s))`` over ``obs`` (n, obs_dim); None without a critic."""
+    values = policy_q_values(agent, obs, chunk)
+    return None if values is None else float(np.mean(values))
 
 
 def _json_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -159,3 +159,81 @@ def plot_action_distributions(results_dir: str | Path, out: str | Path | None = 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# The paper suite's figures (seaborn): each drawn from a tidy CSV written next to its PNG
+# ---------------------------------------------------------------------------------------------
+#: The 4 representative fusion weights of Figure 6.
+FIG6_TASKS = ("play_time", "finish", "like", "skip")
+#: File stems of the paper suite's figures (``STEM.png`` and ``STEM.csv`` in the suite directory).
+SUITE_FIGURES = ("fig5_q_over_training", "fig6_action_distributions", "fig7_exploration", "fig8_sensitivity",
+                 "true_value_over_training")
+
+
+def _seaborn():
+    _pyplot()
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    return sns
+
+
+def suite_figures(suite_dir: str | Path, frames: dict) -> list[Path]:
+    """Write every suite figure as ``STEM.csv`` and ``STEM.png`` into ``suite_dir``; returns the PNG paths.
+
+    frames: stem -> tidy pandas DataFrame (:func:`benchmarks.suites.suite_report.figure_tables`).
+
+    Error bars over seeds are ``mean +- 1.96 SE`` (seaborn ``errorbar=("se", 1.96)``); with one seed
+    there are none. A figure without data (its rows were not run) is skipped.
+    """
+    suite_dir = Path(suite_dir)
+    sns = _seaborn()
+    plt = _pyplot()
+    paths = []
+    bars = ("se", 1.96)
+    for stem, df in frames.items():
+        df.to_csv(suite_dir / f"{stem}.csv", index=False)
+        if df.empty:
+            continue
+        if stem == "fig5_q_over_training":
+            long = df.melt(id_vars=["row", "seed", "step"], value_vars=["q_mean", "q_std"], var_name="statistic",
+                           value_name="Q")
+            grid = sns.relplot(data=long, x="step", y="Q", hue="row", col="statistic", kind="line", marker="o",
+                               errorbar=bars, facet_kws={"sharey": False}, height=3.2, aspect=1.3)
+            grid.set_axis_labels("gradient step", "Q(s0, pi(s0)) over test initial states")
+            grid.figure.suptitle("Figure 5: mean and std of the critics' Q over training", y=1.03)
+            fig = grid.figure
+        elif stem == "fig6_action_distributions":
+            grid = sns.catplot(data=df, y="row", x="alpha", hue="row", col="weight", kind="box", col_wrap=2,
+                               height=0.22 * df["row"].nunique() + 1.2, aspect=1.3, sharex=False, fliersize=0.5,
+                               legend=False)
+            grid.set_titles("alpha of {col_name}")
+            grid.set_axis_labels("fusion weight alpha", "")
+            grid.figure.suptitle("Figure 6: fusion weights on fixed test states vs the logged data", y=1.02)
+            fig = grid.figure
+        elif stem == "fig7_exploration":
+            fig, ax = plt.subplots(figsize=(5.5, 3.2))
+            sns.barplot(data=df, x="row", y="true_value", errorbar=bars, ax=ax, capsize=0.1)
+            ax.set_ylim(df["true_value"].min() * 0.95, df["true_value"].max() * 1.03)
+            ax.set(xlabel="", ylabel="true value (disc. session return)",
+                   title="Figure 7: mixed vs random-only exploration vs the behaviour policy")
+        elif stem == "fig8_sensitivity":
+            grid = sns.relplot(data=df, x="value", y="true_value", col="parameter", kind="line", marker="o",
+                               errorbar=bars, facet_kws={"sharex": False}, height=3.2, aspect=1.2)
+            for ax, name in zip(grid.axes.flat, grid.col_names):
+                if name == "lr_critic":
+                    ax.set_xscale("log")
+            grid.set_axis_labels("setting", "true value")
+            grid.figure.suptitle("Figure 8: sensitivity of BatchRL-MTF to rho and the critic learning rate", y=1.03)
+            fig = grid.figure
+        else:
+            fig, ax = plt.subplots(figsize=(6.5, 3.6))
+            sns.lineplot(data=df, x="step", y="true_value", hue="row", marker="o", errorbar=bars, ax=ax)
+            ax.set(xlabel="gradient step", ylabel="true value", title="True value over training (offline methods)")
+            ax.legend(fontsize=6, ncol=2)
+        path = suite_dir / f"{stem}.png"
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        paths.append(path)
+    return paths
