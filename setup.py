@@ -28,6 +28,11 @@ setup(
         "minari>=0.5,<0.6",
         "numba>=0.60",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={
+        # nbclient, nbformat, ipykernel: the tests execute the tutorial notebooks top to bottom
+        "test": ["pytest>=8", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
+        # the tutorial notebooks in Jupyter Lab
+        "tutorials": ["jupyterlab>=4", "ipykernel>=6.29"],
+    },
     entry_points={"console_scripts": ["mtf-bench=benchmarks.cli:main"]},
 )

@@ -421,6 +421,29 @@ class BatchRLMTF(OfflineAgent):
             out[start : start + b] = candidates[torch.arange(b, device=self.device), best].cpu().numpy()
         return out
 
+    @torch.no_grad()
+    def predict_value(self, obs: np.ndarray, actions: np.ndarray | None = None) -> np.ndarray:
+        """The critic's Q estimate: ``obs (B, obs_dim)``, ``actions (B, A)`` or None for the policy's
+        own actions (:meth:`act`) -> ``(B,)`` float32.
+
+        ``Q1``, the critic that action selection maximises (the clipped double-Q minimum is used
+        only in the training target), so ``predict_value(obs)`` is the value the policy believes
+        its own actions have; the same signature as the d3rlpy agents' ``predict_value``.
+        """
+        nets = self._require_nets()
+        obs = check_obs_batch(obs, self.obs_dim)
+        if not np.all(np.isfinite(obs)):
+            raise ValueError("observations hold NaN or infinite values")
+        actions = self.act(obs) if actions is None else np.asarray(actions, dtype=np.float32)
+        if actions.shape != (obs.shape[0], self.action_dim):
+            raise ValueError(f"actions have shape {actions.shape}, expected {(obs.shape[0], self.action_dim)}")
+        out = np.empty(obs.shape[0], dtype=np.float32)
+        for start in range(0, obs.shape[0], ACT_CHUNK_STATES):
+            o = torch.as_tensor(obs[start : start + ACT_CHUNK_STATES], device=self.device)
+            a = torch.as_tensor(actions[start : start + ACT_CHUNK_STATES], device=self.device)
+            out[start : start + len(o)] = nets.critic1(o, a).squeeze(1).cpu().numpy()  # (b,)
+        return out
+
     # ------------------------------------------------------------------ state, save and load
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Flat ``{"<network>.<parameter>": tensor}`` of every network, targets included."""

@@ -38,9 +38,10 @@ from __future__ import annotations
 
 import copy
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 import numpy as np
 import torch
@@ -496,6 +497,29 @@ class _PolicyAsD3rlpyAlgo:
     sample_action = predict
 
 
+@contextmanager
+def quiet_d3rlpy_logs(quiet: bool = True) -> Iterator[None]:
+    """Inside the block d3rlpy's info and debug log lines (its settings, per-epoch metrics) are not
+    printed; warnings and errors still are. The caller's structlog configuration is restored on exit.
+
+    d3rlpy logs through structlog, whose loggers are rebuilt from the current configuration on
+    every call (d3rlpy does not cache them), so a scoped filtering configuration is enough.
+    """
+    if not quiet:
+        yield
+        return
+    import logging
+
+    import structlog
+
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+
+
 class D3rlpyFQE:
     """d3rlpy's ``FQE`` evaluating a :class:`Policy`, with :class:`ConservativeFQE`'s interface.
 
@@ -527,7 +551,8 @@ class D3rlpyFQE:
             out_dir: str | Path | None = None) -> None:
         """Fit d3rlpy's FQE for ``config.n_steps`` gradient steps (one d3rlpy epoch).
 
-        With ``out_dir``, d3rlpy writes its own logs under ``out_dir/d3rlpy``.
+        With ``out_dir``, d3rlpy writes its own logs under ``out_dir/d3rlpy``. Without
+        ``show_progress`` d3rlpy's console log lines are silenced too (:func:`quiet_d3rlpy_logs`).
         """
         import d3rlpy
         from d3rlpy.logging import FileAdapterFactory, NoopAdapterFactory
@@ -535,7 +560,7 @@ class D3rlpyFQE:
         cfg = self.config
         check_transitions(data, actions_in_box=False)
         # d3rlpy draws from (and d3rlpy.seed seeds) the global generators: scoped, restored on exit
-        with global_rng_scope():
+        with global_rng_scope(), quiet_d3rlpy_logs(not show_progress):
             dataset = to_d3rlpy_dataset(data)
             scaler = None
             if cfg.normalize_observations:

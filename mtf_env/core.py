@@ -24,7 +24,7 @@ import numpy as np
 
 from . import kernels as K
 from .config import ResponseParams, SimConfig
-from .fusion import ALPHA_HIGH, ALPHA_LOW
+from .fusion import ALPHA_HIGH, ALPHA_LOW, BETA
 from .tasks import N_TASKS
 from .numeric import sigmoid
 from .score_table import get_scorer_table
@@ -257,6 +257,27 @@ class Simulator:
                       request_feedback, reward, terminated, truncated)
         return StepResult(items=items, feedback=feedback, watched=watched, request_feedback=request_feedback,
                           reward=reward, terminated=terminated, truncated=truncated, utility=utility)
+
+    def predictions(self, user_ids: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The multi-task scorer's 12 predictions ``o`` of videos for users, as the step kernel ranks them.
+
+        user_ids: (B,) int; items: (B, L) int video ids (e.g. ``StepResult.items`` or the env's
+        ``info["items"]`` with a leading axis). Returns (B, L, 12) float32 in task order
+        (:mod:`mtf_env.tasks`; play time as ``play_time_s / 120``, the rest probabilities):
+        ``exp(score_table row) - beta``. The scorer sees the user's profile cell only, so two
+        users of one cell get the same predictions. Fusion ranks a request's candidates by
+        ``log(o + beta) @ alpha`` (:mod:`mtf_env.fusion`).
+        """
+        user_ids = np.asarray(user_ids, dtype=np.int64).reshape(-1)
+        items = np.asarray(items, dtype=np.int64)
+        if items.ndim != 2 or len(items) != len(user_ids):
+            raise ValueError(f"items must have shape (B, L) with B = {len(user_ids)} users, got {items.shape}")
+        if user_ids.size and (user_ids.min() < 0 or user_ids.max() >= self.population.n_users):
+            raise ValueError(f"user ids must lie in [0, {self.population.n_users})")
+        if items.size and (items.min() < 0 or items.max() >= self.config.n_items):
+            raise ValueError(f"video ids must lie in [0, {self.config.n_items})")
+        rows = self.population.cell[user_ids][:, None] * self.config.n_items + items  # (B, L)
+        return (np.exp(self.score_table[rows]) - BETA).astype(np.float32)
 
     def return_probability(self, state: SessionState) -> np.ndarray:
         """Day model: (B,) probability that each user starts another session the same day."""

@@ -9,6 +9,7 @@ os.environ.setdefault("PYTHONWARNINGS", "ignore")
 def pytest_configure(config):
     config.addinivalue_line("markers", "benchmark: speed / memory benchmarks (run with -m benchmark)")
     config.addinivalue_line("markers", "slow: Monte-Carlo phenomenon tests that take tens of seconds")
+    config.addinivalue_line("markers", "tutorial: executes a tutorial notebook top to bottom (about a minute each)")
 
 
 @pytest.fixture(autouse=True)

@@ -254,3 +254,23 @@ def test_learns_a_bandit():
     gain = (agent.act(data.observations[:200]) @ w).mean() - data.rewards.mean()
     max_gain = TINY.rho * np.abs(w).sum()
     assert gain > 0.5 * max_gain, (gain, max_gain)
+
+
+def test_predict_value_is_q1_at_given_or_own_actions(data):
+    agent = BatchRLMTF(TINY)
+    with pytest.raises(RuntimeError, match="fit"):
+        agent.predict_value(data.observations[:3])
+    agent.fit(data, 20, seed=0, show_progress=False)
+    obs, actions = data.observations[:300], data.actions[:300]
+    q_logged = agent.predict_value(obs, actions)
+    assert q_logged.shape == (300,) and q_logged.dtype == np.float32
+    with torch.no_grad():
+        expected = agent.nets.critic1(torch.as_tensor(obs), torch.as_tensor(actions)).squeeze(1).numpy()
+    np.testing.assert_allclose(q_logged, expected, rtol=1e-6, atol=1e-6)
+    q_own = agent.predict_value(obs)
+    np.testing.assert_array_equal(q_own, agent.predict_value(obs, agent.act(obs)))
+    assert not np.array_equal(q_own, q_logged)
+    # act picks the Q1-best of its candidates, so its own actions beat the logged ones on average
+    assert q_own.mean() > q_logged.mean()
+    with pytest.raises(ValueError, match="shape"):
+        agent.predict_value(obs, actions[:5])

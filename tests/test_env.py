@@ -250,3 +250,30 @@ def test_the_kernels_reward_equals_compute_reward_bit_for_bit():
     for _ in range(3):
         res = sim.step(state, rng.uniform(-1, 1, (256, 12)).astype(np.float32), rng)
         assert res.reward.tobytes() == compute_reward(res.request_feedback, weights).tobytes()
+
+
+def test_predictions_are_the_scorers_and_rank_the_served_page():
+    """Simulator.predictions equals the PLE scorer run on the user's profile cell, and the env's page
+    is its candidates' top L by log(o + beta) @ alpha, best first."""
+    from mtf_env.fusion import BETA, action_to_alpha
+    from mtf_env.ple import ScorerWeights, predict_table
+    from mtf_env.score_table import DEFAULT_SCORER, cell_features
+
+    env = gym.make("ShortVideoMTF-v0", **SMALL)
+    sim = env.unwrapped.sim
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, sim.population.n_users, 5)
+    items = rng.integers(0, sim.config.n_items, (5, 7))
+    o = sim.predictions(users, items)
+    assert o.shape == (5, 7, 12) and o.dtype == np.float32
+    expected = predict_table(ScorerWeights.load(DEFAULT_SCORER), cell_features(), sim.catalogue.features)
+    np.testing.assert_allclose(o, expected[sim.population.cell[users][:, None], items], rtol=1e-4, atol=1e-6)
+    for action in (PRODUCTION_ACTION, np.linspace(-1, 1, 12, dtype=np.float32)):
+        _, info = env.reset(seed=1, options={"user_ids": [int(users[0])]})
+        info = env.step(action)[-1]
+        f = np.log(sim.predictions(users[:1], info["items"][None])[0] + BETA) @ action_to_alpha(action)
+        assert np.all(np.diff(f) <= 1e-5), f
+    with pytest.raises(ValueError, match="shape"):
+        sim.predictions(users, items[:2])
+    with pytest.raises(ValueError, match="video ids"):
+        sim.predictions(users[:1], np.array([[sim.config.n_items]]))

@@ -473,3 +473,18 @@ def test_d3rlpy_fqe_reference_matches_ours():
 def test_d3rlpy_fqe_refuses_cql_weight():
     with pytest.raises(ValueError, match="alpha_c"):
         D3rlpyFQE(ConservativeFQEConfig(alpha_c=0.5e-3))
+
+
+def test_d3rlpy_fqe_without_progress_prints_no_log_lines(capfd):
+    import structlog
+
+    data, pol = small_problem()
+    cfg = small_config(n_steps=20, alpha_c=0.0, hidden=(8, 8), batch_size=16)
+    before = structlog.get_config()
+    D3rlpyFQE(cfg, seed=0).fit(data, pol, show_progress=False)
+    quiet = capfd.readouterr().out
+    assert structlog.get_config() == before, "the caller's structlog configuration is restored"
+    D3rlpyFQE(cfg, seed=0).fit(data, pol, show_progress=True)
+    loud = capfd.readouterr().out
+    assert "Parameters" in loud  # d3rlpy's settings line: what the quiet fit must not print
+    assert "Parameters" not in quiet and "fqe: epoch=1" not in quiet

@@ -140,24 +140,12 @@ def read_q_curve(run_dir: Path) -> dict[str, list[float]]:
 def policy_q_values(agent: Any, obs: np.ndarray, chunk: int = 1024) -> np.ndarray | None:
     """The agent's critic's value of its own policy per state, ``Q(s, pi(s))`` (n,) float64 over ``obs`` (n, obs_dim).
 
-    d3rlpy agents: ``predict_value`` (the mean of the critic ensemble); BatchRL-MTF: ``Q1``, the
-    critic its action selection uses. None for an agent without a critic.
+    ``agent.predict_value(obs)``: the d3rlpy agents' critic-ensemble mean, BatchRL-MTF's ``Q1``
+    (the critic its action selection uses). None for an agent without a critic.
     """
     if getattr(agent, "has_critic", True) and callable(getattr(agent, "predict_value", None)):
         return np.concatenate([np.asarray(agent.predict_value(obs[i:i + chunk]), np.float64).ravel()
                                for i in range(0, len(obs), chunk)])
-    nets = getattr(agent, "nets", None)
-    if nets is not None and hasattr(nets, "critic1"):
-        import torch
-
-        values = []
-        with torch.no_grad():
-            for i in range(0, len(obs), chunk):
-                o = obs[i:i + chunk]
-                o_t = torch.as_tensor(o, device=agent.device)
-                a_t = torch.as_tensor(agent.act(o), device=agent.device)
-                values.append(nets.critic1(o_t, a_t).squeeze(1).double().cpu().numpy())
-        return np.concatenate(values)
     return None
 
 
