@@ -1,4 +1,5 @@
-"""Install the BatchRL-MTF benchmark: ``pip install -e .`` (add ``[test]`` for the test suite)."""
+"""Install the BatchRL-MTF benchmark: ``pip install -e .`` (add ``[test]`` for the test suite, ``[ray]`` for the Ray
+executor of the paper suite)."""
 from setuptools import find_packages, setup
 
 setup(
@@ -28,6 +29,7 @@ setup(
         "minari>=0.5,<0.6",
         "numba>=0.60",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    # ray: the optional Ray executor of the paper suite (`mtf-bench suite run --executor ray`, docs/cluster.md)
+    extras_require={"test": ["pytest>=8"], "ray": ["ray>=2.40,<3"]},
     entry_points={"console_scripts": ["mtf-bench=benchmarks.cli:main"]},
 )
