@@ -242,3 +242,23 @@ def test_a_killed_driver_is_rerun_and_skips_finished_cells(ray_instance, tiny_su
     assert not {name.split("__")[0] for name in finished} & set(rerun)
     assert len(rerun) + len(finished) == 1 + len(TINY_ROWS)
     assert _strip_timing(json.loads((out / "results.json").read_text())) == _strip_timing(expected)
+
+
+@pytest.mark.benchmark
+def test_bench_ray_times_local_and_ray_runs(monkeypatch):
+    """The suite benchmark on the tiny preset (figures: `mtf-bench bench-ray`, docs/cluster.md): every run gives the
+    local run's results and the timings are positive. Not with the module's Ray instance: it starts its own."""
+    _import_ray()
+    import ray
+
+    from benchmarks.speed.bench_ray import run_bench
+
+    if ray.is_initialized():
+        pytest.skip("a Ray instance of another test is running in this process")
+    monkeypatch.setitem(paper_suite.SUITE_PRESETS, "tiny", tiny_preset())
+    report = run_bench("tiny", only=TINY_ROWS, workers=(1, 2), noop_tasks=10)
+    assert set(report["runs"]) == {"local", "ray_1_workers", "ray_2_workers"}
+    for name, run in report["runs"].items():
+        assert run["wall_s"] > 0 and run["cells"] == len(TINY_ROWS), name
+        assert run.get("same_results", True), name
+    assert 0 < report["noop_task"]["min_s"] <= report["noop_task"]["median_s"]
