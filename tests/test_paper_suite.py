@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.suites import paper_suite
+from benchmarks.suites.runner import run_suite
 from benchmarks.suites.cells import cell_key, make_cell
 from benchmarks.suites.paper_suite import ROW_BY_NAME, SUITE_PRESETS, method_inputs
 
@@ -100,8 +101,9 @@ _RUN_TINY = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from test_paper_suite import TINY_ROWS, tiny_preset
     from benchmarks.suites import paper_suite
+    from benchmarks.suites.runner import run_suite
     paper_suite.SUITE_PRESETS["tiny"] = tiny_preset()
-    paper_suite.run_suite("tiny", {out!r}, only=TINY_ROWS, show_progress=False)
+    run_suite("tiny", {out!r}, only=TINY_ROWS, show_progress=False)
 """)
 
 
@@ -110,7 +112,7 @@ def test_killed_and_resumed_suite_equals_an_uninterrupted_one(tmp_path, monkeypa
 
     monkeypatch.setitem(SUITE_PRESETS, "tiny", tiny_preset())
     straight = tmp_path / "straight"
-    paper_suite.run_suite("tiny", straight, only=TINY_ROWS, show_progress=False)
+    run_suite("tiny", straight, only=TINY_ROWS, show_progress=False)
     expected = json.loads((straight / "results.json").read_text())
     assert expected["cells_done"] == expected["cells_planned"] == len(TINY_ROWS)
 
@@ -132,7 +134,7 @@ def test_killed_and_resumed_suite_equals_an_uninterrupted_one(tmp_path, monkeypa
     names = {name.split("__")[0] for name in finished}
     assert {"dataset-mixed", "bo"} <= names and "production" not in names  # killed half-way
 
-    paper_suite.run_suite("tiny", killed, only=TINY_ROWS, show_progress=False)
+    run_suite("tiny", killed, only=TINY_ROWS, show_progress=False)
     resumed = json.loads((killed / "results.json").read_text())
     # finished cells were not run again; the results equal the uninterrupted run's, timings aside
     assert {p.name: p.stat().st_mtime_ns for p in (killed / CELLS_DIR).glob("*.json") if p.name in finished} == finished
@@ -148,5 +150,5 @@ def test_killed_and_resumed_suite_equals_an_uninterrupted_one(tmp_path, monkeypa
             calls.extend(cells)
             return iter(())
 
-    paper_suite.run_suite("tiny", killed, only=TINY_ROWS, show_progress=False, executor=Counting())
+    run_suite("tiny", killed, only=TINY_ROWS, show_progress=False, executor=Counting())
     assert calls == []

@@ -22,7 +22,9 @@ from pathlib import Path
 import pytest
 
 from benchmarks.suites import paper_suite
-from benchmarks.suites.cells import CELLS_DIR, WORK_DIR, cell_stem, is_done, make_cell, result_path
+from benchmarks.suites.cells import CELLS_DIR, WORK_DIR, is_done, make_cell, result_path
+from benchmarks.suites.runner import run_suite
+from benchmarks.suites.suite_report import PLAN_NAME
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_paper_suite import TINY_ROWS, _strip_timing, tiny_preset  # noqa: E402
@@ -82,7 +84,7 @@ def tiny_suite(tmp_path_factory):
     previous = paper_suite.SUITE_PRESETS.get("tiny")
     paper_suite.SUITE_PRESETS["tiny"] = tiny_preset()
     out = tmp_path_factory.mktemp("local")
-    paper_suite.run_suite("tiny", out, only=TINY_ROWS, show_progress=False)
+    run_suite("tiny", out, only=TINY_ROWS, show_progress=False)
     yield json.loads((out / "results.json").read_text()), out
     if previous is None:
         paper_suite.SUITE_PRESETS.pop("tiny")
@@ -115,7 +117,7 @@ def test_ray_suite_equals_the_local_suite(ray_instance, tiny_suite, tmp_path):
     expected, _ = tiny_suite
     out = tmp_path / "ray"
     executor = RayExecutor(cell_function=recording_task(str(tmp_path)))
-    paper_suite.run_suite("tiny", out, only=TINY_ROWS, executor=executor, show_progress=False)
+    run_suite("tiny", out, only=TINY_ROWS, executor=executor, show_progress=False)
     executor.close()
     assert ray_instance.is_initialized()  # an instance the executor found running is left alone
 
@@ -159,7 +161,7 @@ def test_a_killed_worker_is_retried_and_gives_the_same_result(ray_instance, tiny
     expected, _ = tiny_suite
     out = tmp_path / "ray"
     with RayExecutor(cell_function=crash_once_task(str(tmp_path), "batchrl-mtf"), max_retries=2) as executor:
-        paper_suite.run_suite("tiny", out, only=TINY_ROWS, executor=executor, show_progress=False)
+        run_suite("tiny", out, only=TINY_ROWS, executor=executor, show_progress=False)
 
     killed_with = (tmp_path / "killed").read_text()
     assert "batchrl-mtf__seed0" in killed_with  # the dead attempt had left a partial run directory
@@ -176,7 +178,7 @@ def test_a_bad_cell_is_reported_once_and_the_others_finish(ray_instance, tiny_su
     _, local_dir = tiny_suite
     out = tmp_path / "suite"
     shutil.copytree(local_dir, out)
-    plan = json.loads((out / paper_suite.PLAN_NAME).read_text())
+    plan = json.loads((out / PLAN_NAME).read_text())
     cells = plan["cells"]
     for cell in cells:  # the method cells run again; the datasets are reused
         result_path(cell, out).unlink()
@@ -204,9 +206,10 @@ _DRIVER = textwrap.dedent("""
     from test_paper_suite import TINY_ROWS, tiny_preset
     from benchmarks.suites import paper_suite
     from benchmarks.suites.ray_executor import RayExecutor
+    from benchmarks.suites.runner import run_suite
     paper_suite.SUITE_PRESETS["tiny"] = tiny_preset()
     ray.init(address={address!r}, log_to_driver=False)
-    paper_suite.run_suite("tiny", {out!r}, only=TINY_ROWS, executor=RayExecutor(), show_progress=False)
+    run_suite("tiny", {out!r}, only=TINY_ROWS, executor=RayExecutor(), show_progress=False)
 """)
 
 
@@ -235,7 +238,7 @@ def test_a_killed_driver_is_rerun_and_skips_finished_cells(ray_instance, tiny_su
     finished = {p.name: p.stat().st_mtime_ns for p in (out / CELLS_DIR).glob("*.json")}
 
     with RayExecutor(cell_function=recording_task(str(tmp_path))) as executor:
-        paper_suite.run_suite("tiny", out, only=TINY_ROWS, executor=executor, show_progress=False)
+        run_suite("tiny", out, only=TINY_ROWS, executor=executor, show_progress=False)
     # the cells finished before the kill were not run again; the rest were; the results equal the local run's
     assert {p.name: p.stat().st_mtime_ns for p in (out / CELLS_DIR).glob("*.json") if p.name in finished} == finished
     rerun = [row for row, _ in attempts(tmp_path)]

@@ -18,7 +18,7 @@ REFERENCE = Path(__file__).resolve().parents[1] / "benchmarks" / "reference" / "
 
 @pytest.mark.benchmark
 def test_smoke_suite_matches_reference(tmp_path):
-    from benchmarks.suites.paper_suite import run_suite
+    from benchmarks.suites.runner import run_suite
     from benchmarks.suites.regression import compare
 
     reference = json.loads(REFERENCE.read_text())

@@ -151,7 +151,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_paper_suite(args: argparse.Namespace) -> None:
-    from benchmarks.suites import paper_suite
+    from benchmarks.suites import paper_suite, runner
 
     # -- every input is checked before any work (nothing is written on a bad input)
     paper_suite.resolve_preset(args.preset)
@@ -169,10 +169,10 @@ def _run_paper_suite(args: argparse.Namespace) -> None:
     executor = _make_executor(args)
     set_threads(args.threads)
     try:
-        result = paper_suite.run_suite(args.preset, args.out, seeds=seeds, only=args.only, device=args.device,
-                                       executor=executor, show_progress=not args.no_progress,
-                                       log=_progress_log("suite", not args.no_progress))
-    except paper_suite.SuiteError as exc:
+        result = runner.run_suite(args.preset, args.out, seeds=seeds, only=args.only, device=args.device,
+                                  executor=executor, show_progress=not args.no_progress,
+                                  log=_progress_log("suite", not args.no_progress))
+    except runner.SuiteError as exc:
         print(f"mtf-bench suite run: {exc}", flush=True)
         raise SystemExit(1) from None
     finally:

@@ -38,7 +38,7 @@ def _strip_timing(value):
 def _timed_suite(preset: str, out: Path, only, seeds, executor) -> dict[str, Any]:
     import json
 
-    from benchmarks.suites.paper_suite import run_suite
+    from benchmarks.suites.runner import run_suite
 
     load_before = _load1()
     t0 = time.perf_counter()

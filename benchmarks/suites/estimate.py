@@ -5,7 +5,8 @@
     mtf-bench suite estimate --preset paper --data datasets/smoke --probe-steps 200
 
 For every algorithm of the preset's rows, trains it for ``probe_steps`` steps (offline methods;
-online methods: ``probe_steps`` of their own units, capped by their budget) at the preset's
+online methods: :data:`ONLINE_PROBE` of their own units; later BO rounds cost more, as its Gaussian
+process grows, so its estimate is a lower bound) at the preset's
 network sizes and settings on ``data`` (any dataset: the speed of a gradient step depends on the
 batch and the networks, not on the data's size), and reports steps per second and the estimated
 training hours of the preset: ``sum over rows x seeds of steps / (steps per second)``. Evaluation
@@ -19,6 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+#: Probe budget of the online methods in their own units (BO rounds, ES iterations, SAC env steps).
+ONLINE_PROBE = {"bo": 3, "es": 2, "sac-online": 512}
 
 
 def estimate(preset_name: str, data: str | Path, out: str | Path, probe_steps: int = 200, device: str = "cpu",
@@ -47,9 +51,12 @@ def estimate(preset_name: str, data: str | Path, out: str | Path, probe_steps: i
 
             overrides.update(_device_overrides(algo, device))
         budget = int(inputs["steps"])
-        steps = min(probe_steps, budget)
+        steps = min(ONLINE_PROBE.get(algo, probe_steps) if is_online(algo) else probe_steps, budget)
         if algo == "sac-online":  # its steps must be a multiple of its number of envs
-            n_envs = int(overrides.get("n_envs", 16))
+            from agents.registry import algo_class
+            from benchmarks.evaluation.configs import build_config
+
+            n_envs = build_config(algo_class(algo), overrides).n_envs
             steps = max(n_envs, steps // n_envs * n_envs)
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()

@@ -7,10 +7,10 @@
     mtf-bench suite report results/suite/small                           # redraw report.md and the figures
 
 :func:`plan_dataset_cells` and :func:`plan_cells` turn a preset (:data:`SUITE_PRESETS`) into cells
-(:mod:`benchmarks.suites.cells`); :func:`run_suite` collects the datasets (once per suite, shared),
-runs every method cell through an executor (:mod:`benchmarks.suites.executors`) and writes the
-report (:mod:`benchmarks.suites.suite_report`). Finished cells are never run again, so a killed
-suite resumes where it stopped.
+(:mod:`benchmarks.suites.cells`); :func:`benchmarks.suites.runner.run_suite` collects the datasets
+(once per suite, shared), runs every method cell through an executor
+(:mod:`benchmarks.suites.executors`) and writes the report (:mod:`benchmarks.suites.suite_report`).
+Finished cells are never run again, so a killed suite resumes where it stopped.
 
 Rows (:data:`ROWS`): Table 1 (BO, ES, TD3, UWAC+TD3, CQL+SAC, BatchRL-MTF, BatchRL-MTF-RE trained
 on random exploration only, and the reward variants -Rtime, -Rintegrity, -Rinteraction: the
@@ -29,13 +29,9 @@ the ``mixed`` spec of a preset at it; nothing else changes.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-#: Where the suite writes its plan (the cells, with their keys) inside the suite directory.
-PLAN_NAME = "suite.json"
 
 
 @dataclass(frozen=True)
@@ -279,61 +275,6 @@ def check_presets_configs() -> None:
                 build_config(algo_class(row.algo), inputs["overrides"])
             except ValueError as exc:
                 raise ValueError(f"preset {preset.name}, row {row.name}: {exc}") from None
-
-
-# ---------------------------------------------------------------------------------------------
-# Running
-# ---------------------------------------------------------------------------------------------
-def run_suite(preset_name: str, out: str | Path, seeds: Sequence[int] | None = None, only: Sequence[str] | None = None,
-              device: str = "cpu", executor=None, show_progress: bool = True, log=None) -> dict[str, Any]:
-    """Collect the datasets, run every cell (skipping finished ones), write the report; returns results.json's dict.
-
-    Raises ValueError for a bad preset / row / seed / device before any work; :class:`SuiteError`
-    (after the other cells finished) if cells failed.
-    """
-    from mtf_env.dataset_io import code_version
-    from mtf_env.files import write_json
-
-    from .cells import read_result
-    from .executors import LocalExecutor, run_all
-    from .suite_report import write_report
-
-    preset = resolve_preset(preset_name)
-    rows = check_only(only)
-    seeds = tuple(preset.seeds if seeds is None else seeds)
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"--device must be cpu or cuda, got {device!r}")
-    executor = executor or LocalExecutor(show_progress=False)
-    say = log or (lambda text: None)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    version = code_version()
-
-    dataset_cells = plan_dataset_cells(preset, rows, version)
-    say(f"datasets: {', '.join(c['row'] for c in dataset_cells)}")
-    failures = run_all(executor, dataset_cells, out, show_progress, "datasets")
-    if failures:
-        raise SuiteError(failures)
-    datasets = {c["row"].removeprefix("dataset-"): read_result(c, out) for c in dataset_cells}
-    cells = plan_cells(preset, rows, seeds, datasets, version, device)
-    plan = {"preset": preset.name, "seeds": list(seeds), "rows": rows, "device": device,
-            "preset_settings": json.loads(json.dumps(dataclasses.asdict(preset))),
-            "code_version": version, "dataset_cells": dataset_cells, "cells": cells}
-    write_json(out / PLAN_NAME, plan)
-    say(f"{len(cells)} cells ({len(rows)} rows x {len(seeds)} seed(s)) into {out}")
-    failures = run_all(executor, cells, out, show_progress, "cells")
-    result = write_report(out)
-    if failures:
-        raise SuiteError(failures)
-    return result
-
-
-class SuiteError(RuntimeError):
-    """Cells failed (the others finished); ``failures``: cell name -> one-line error."""
-
-    def __init__(self, failures: Mapping[str, str]):
-        self.failures = dict(failures)
-        super().__init__(f"{len(failures)} cell(s) failed: " + "; ".join(f"{k}: {v}" for k, v in failures.items()))
 
 
 def resolve_preset(name: str) -> SuitePreset:

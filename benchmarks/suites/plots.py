@@ -164,6 +164,8 @@ def plot_action_distributions(results_dir: str | Path, out: str | Path | None = 
 # ---------------------------------------------------------------------------------------------
 # The paper suite's figures (seaborn): each drawn from a tidy CSV written next to its PNG
 # ---------------------------------------------------------------------------------------------
+#: The 4 representative fusion weights of Figure 6.
+FIG6_TASKS = ("play_time", "finish", "like", "skip")
 #: File stems of the paper suite's figures (``STEM.png`` and ``STEM.csv`` in the suite directory).
 SUITE_FIGURES = ("fig5_q_over_training", "fig6_action_distributions", "fig7_exploration", "fig8_sensitivity",
                  "true_value_over_training")
@@ -177,71 +179,15 @@ def _seaborn():
     return sns
 
 
-def suite_tables(suite_dir: str | Path) -> dict[str, "object"]:
-    """The tidy data frames of the suite figures, read from the finished cells of a suite directory.
-
-    fig5: row, seed, step, q_mean, q_std (critic's Q(s0, pi(s0)) over the test initial states);
-    fig6: row, seed, weight, alpha (fusion weights on fixed test states; row ``logged data``);
-    fig7 / fig8: row, seed, true_value (fig8 also parameter, value);
-    true_value_over_training: row, seed, step, true_value.
-    """
-    import pandas as pd
-
-    from mtf_env.fusion import action_to_alpha
-    from mtf_env.tasks import TASK_INDEX
-
-    from .cells import is_done, load_actions, read_result
-    from .paper_suite import MAIN_CRITIC_LR, MAIN_RHO, ROW_BY_NAME
-    from .suite_report import FIG6_TASKS
-
-    suite_dir = Path(suite_dir)
-    plan = json.loads((suite_dir / "suite.json").read_text())
-    fig5, fig6, fig7, fig8, tv = [], [], [], [], []
-    for cell in plan["dataset_cells"]:
-        if cell["row"] == "dataset-mixed" and is_done(cell, suite_dir):
-            alpha = action_to_alpha(load_actions(cell, suite_dir))
-            fig6 += [{"row": "logged data", "seed": None, "weight": w, "alpha": float(a)}
-                     for w in FIG6_TASKS for a in alpha[:, TASK_INDEX[w]]]
-    for cell in plan["cells"]:
-        if not is_done(cell, suite_dir):
-            continue
-        result, row, seed = read_result(cell, suite_dir), ROW_BY_NAME[cell["row"]], cell["seed"]
-        value = result["true_value"]["default"]["value"]
-        for c in result["checkpoints"]:
-            tv.append({"row": row.name, "seed": seed, "step": c["step"], "true_value": c["true_value"]})
-            if c["q_mean"] is not None:
-                fig5.append({"row": row.name, "seed": seed, "step": c["step"], "q_mean": c["q_mean"],
-                             "q_std": c["q_std"]})
-        if row.group in ("table1", "table2") and seed == plan["seeds"][0]:
-            alpha = action_to_alpha(load_actions(cell, suite_dir))
-            fig6 += [{"row": row.name, "seed": seed, "weight": w, "alpha": float(a)}
-                     for w in FIG6_TASKS for a in alpha[:, TASK_INDEX[w]]]
-        if row.name in ("batchrl-mtf", "batchrl-mtf-re", "behaviour-noise", "behaviour-random", "production"):
-            fig7.append({"row": row.name, "seed": seed, "true_value": value})
-        if row.name == "batchrl-mtf" or row.group == "sensitivity":
-            rho = dict(row.overrides).get("rho", MAIN_RHO)
-            lr = dict(row.overrides).get("lr_critic", MAIN_CRITIC_LR)
-            if row.name == "batchrl-mtf" or "rho" in row.overrides:
-                fig8.append({"row": row.name, "seed": seed, "parameter": "rho", "value": rho, "true_value": value})
-            if row.name == "batchrl-mtf" or "lr_critic" in row.overrides:
-                fig8.append({"row": row.name, "seed": seed, "parameter": "lr_critic", "value": lr,
-                             "true_value": value})
-    columns = {"fig5_q_over_training": (fig5, ["row", "seed", "step", "q_mean", "q_std"]),
-               "fig6_action_distributions": (fig6, ["row", "seed", "weight", "alpha"]),
-               "fig7_exploration": (fig7, ["row", "seed", "true_value"]),
-               "fig8_sensitivity": (fig8, ["row", "seed", "parameter", "value", "true_value"]),
-               "true_value_over_training": (tv, ["row", "seed", "step", "true_value"])}
-    return {stem: pd.DataFrame(rows, columns=cols) for stem, (rows, cols) in columns.items()}
-
-
-def suite_figures(suite_dir: str | Path) -> list[Path]:
+def suite_figures(suite_dir: str | Path, frames: dict) -> list[Path]:
     """Write every suite figure as ``STEM.csv`` and ``STEM.png`` into ``suite_dir``; returns the PNG paths.
+
+    frames: stem -> tidy pandas DataFrame (:func:`benchmarks.suites.suite_report.figure_tables`).
 
     Error bars over seeds are ``mean +- 1.96 SE`` (seaborn ``errorbar=("se", 1.96)``); with one seed
     there are none. A figure without data (its rows were not run) is skipped.
     """
     suite_dir = Path(suite_dir)
-    frames = suite_tables(suite_dir)
     sns = _seaborn()
     plt = _pyplot()
     paths = []
