@@ -50,11 +50,12 @@ DEFAULT_MAX_RETRIES = 3
 
 
 def require_ray() -> None:
-    """Raise ValueError with :data:`INSTALL_HINT` if ``ray`` cannot be imported."""
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        raise ValueError(f"--executor ray: {INSTALL_HINT}") from None
+    """Raise ValueError with :data:`INSTALL_HINT` if ``ray`` is not installed (without importing it: how Ray is
+    imported decides which address a local instance listens on, :func:`import_ray_local_only`)."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise ValueError(f"--executor ray: {INSTALL_HINT}")
 
 
 def import_ray_local_only():
