@@ -36,6 +36,7 @@ Ray is imported only inside this module; install it with ``pip install -e ".[ray
 """
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 from pathlib import Path
@@ -135,13 +136,12 @@ class RayExecutor:
 
     # -- Ray's lifetime
     def _connect(self):
-        import ray
-
+        # a local instance: Ray imported set up for 127.0.0.1 before anything else imports it
+        ray = import_ray_local_only() if self.address is None else importlib.import_module("ray")
         if not ray.is_initialized():
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             kwargs = dict(self.init_kwargs)
             if self.address is None:
-                ray = import_ray_local_only()
                 kwargs = {**local_init_kwargs(), **kwargs}
             else:
                 kwargs = {"address": self.address, "log_to_driver": False, **kwargs}
