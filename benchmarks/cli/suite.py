@@ -46,10 +46,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                                     "online SAC; the others run on the CPU)")
     r.add_argument("--out", type=Path, required=True, help="suite directory (created; a finished cell in it is "
                                                            "reused)")
+    r.add_argument("--workers", type=int, default=1, help="cells run at the same time, in child processes with "
+                                                          "one torch thread each (default 1: sequential; local "
+                                                          "executor only)")
     r.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared 2-core machine; "
                                                           "with --executor ray: threads of each cell's task)")
     r.add_argument("--executor", default="local", choices=("local", "ray"),
-                   help="local: the cells one after the other in this process (default); ray: each cell a Ray "
+                   help="local: the cells in this machine's processes (default); ray: each cell a Ray "
                         "task (pip install -e \".[ray]\"; see docs/cluster.md)")
     r.add_argument("--address", help="with --executor ray: the cluster to join, auto or HOST:PORT (default: start "
                                      "a Ray instance on this machine, listening on 127.0.0.1 only)")
@@ -164,6 +167,7 @@ def _run_paper_suite(args: argparse.Namespace) -> None:
 
         if not torch.cuda.is_available():
             raise ValueError("--device cuda: no CUDA device is available to torch")
+    positive("--workers", args.workers)
     output_dir("--out", args.out)
     positive("--threads", args.threads)
     executor = _make_executor(args)
@@ -171,7 +175,7 @@ def _run_paper_suite(args: argparse.Namespace) -> None:
     try:
         result = runner.run_suite(args.preset, args.out, seeds=seeds, only=args.only, device=args.device,
                                   executor=executor, show_progress=not args.no_progress,
-                                  log=_progress_log("suite", not args.no_progress))
+                                  log=_progress_log("suite", not args.no_progress), workers=args.workers)
     except runner.SuiteError as exc:
         print(f"mtf-bench suite run: {exc}", flush=True)
         raise SystemExit(1) from None
@@ -192,6 +196,9 @@ def _make_executor(args: argparse.Namespace):
         return None
     from benchmarks.suites.ray_executor import RayExecutor, require_ray
 
+    if args.workers != 1:
+        raise ValueError("--workers is for the local executor; with --executor ray the cluster's CPUs and "
+                         "--cpus-per-cell decide how many cells run at once")
     require_ray()
     if not args.cpus_per_cell > 0:
         raise ValueError(f"--cpus-per-cell must be positive, got {args.cpus_per_cell}")

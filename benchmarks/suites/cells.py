@@ -131,9 +131,10 @@ def run_cell(cell: Mapping[str, Any], out_dir: str | Path, show_progress: bool =
         "dataset": _run_dataset_cell, "method": _run_policy_cell, "reference": _run_policy_cell}
     if cell["kind"] not in runners:
         raise ValueError(f"cell {cell['name']}: unknown kind {cell['kind']!r}")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     body = runners[cell["kind"]](cell, out_dir, show_progress)
     body["timing"] = {**body.get("timing", {}), "cell_wall_s": time.perf_counter() - t0,
+                      "cell_cpu_s": time.process_time() - c0,
                       "load_average_at_end": list(os.getloadavg())}
     from mtf_env.files import write_json
 

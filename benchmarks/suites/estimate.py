@@ -9,7 +9,11 @@ online methods: :data:`ONLINE_PROBE` of their own units; later BO rounds cost mo
 process grows, so its estimate is a lower bound) at the preset's
 network sizes and settings on ``data`` (any dataset: the speed of a gradient step depends on the
 batch and the networks, not on the data's size), and reports steps per second and the estimated
-training hours of the preset: ``sum over rows x seeds of steps / (steps per second)``. Evaluation
+training hours of the preset: ``sum over rows x seeds of steps / (steps per second)``. The rate used
+is steps per *CPU second of this process* (one torch thread: what one dedicated core gives), which a
+shared machine's load does not distort; the wall-clock rate and the load average are reported next
+to it. The probe includes each agent's setup (replay buffer, first steps), so short probes
+underestimate the rate a little. Evaluation
 (true values, the estimator, the A/B test) is not included; the report of a finished smaller
 preset gives its per-cell times. Writes ``OUT/estimate.json`` and ``OUT/estimate.md``.
 """
@@ -52,22 +56,22 @@ def estimate(preset_name: str, data: str | Path, out: str | Path, probe_steps: i
             overrides.update(_device_overrides(algo, device))
         budget = int(inputs["steps"])
         steps = min(ONLINE_PROBE.get(algo, probe_steps) if is_online(algo) else probe_steps, budget)
-        if algo == "sac-online":  # its steps must be a multiple of its number of envs
+        if algo == "sac-online":  # past its learning starts (else no gradient step is timed), a multiple of n_envs
             from agents.registry import algo_class
             from benchmarks.evaluation.configs import build_config
 
-            n_envs = build_config(algo_class(algo), overrides).n_envs
-            steps = max(n_envs, steps // n_envs * n_envs)
+            config = build_config(algo_class(algo), overrides)
+            steps = min(budget, config.learning_starts + steps)
+            steps = max(config.n_envs, steps // config.n_envs * config.n_envs)
         with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            result = train_agent(algo, data, steps, 0, Path(tmp) / "run", overrides=overrides,
-                                 show_progress=show_progress)
-            wall = time.perf_counter() - t0
-        rate = steps / result.wall_s if result.wall_s > 0 else float("nan")
+            t0, c0 = time.perf_counter(), time.process_time()
+            train_agent(algo, data, steps, 0, Path(tmp) / "run", overrides=overrides, show_progress=show_progress)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        rate = steps / cpu if cpu > 0 else float("nan")
         hours = n_rows * n_seeds * budget / rate / 3600 if rate > 0 else float("nan")
-        measured[algo] = {"online": is_online(algo), "probe_steps": steps, "probe_wall_s": wall,
-                          "steps_per_s": rate, "budget_steps": budget, "rows": n_rows, "seeds": n_seeds,
-                          "estimated_train_hours": hours}
+        measured[algo] = {"online": is_online(algo), "probe_steps": steps, "probe_wall_s": wall, "probe_cpu_s": cpu,
+                          "steps_per_cpu_s": rate, "steps_per_wall_s": steps / wall, "budget_steps": budget,
+                          "rows": n_rows, "seeds": n_seeds, "estimated_train_hours": hours}
     total = sum(m["estimated_train_hours"] for m in measured.values())
     result = {"preset": preset.name, "data": str(data), "device": device, "probe_steps": probe_steps,
               "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
@@ -86,10 +90,12 @@ def to_markdown(result: dict[str, Any]) -> str:
     lines = [f"Training cost of the `{result['preset']}` preset on {result['device']} ({result['torch_threads']} torch "
              f"thread(s), {result['cpu_count']} CPUs, load average {result['load_average_at_end'][0]:.1f}); steps "
              f"measured over {result['probe_steps']} steps each (online methods: their own units).", "",
-             "| Algorithm | Steps/s | Budget (steps) | Rows x seeds | Estimated training hours |",
-             "|---|---:|---:|---:|---:|"]
+             "| Algorithm | Steps per CPU s | Steps per wall s | Budget (steps) | Rows x seeds | Estimated CPU hours |",
+             "|---|---:|---:|---:|---:|---:|"]
     for algo, m in result["algorithms"].items():
-        lines.append(f"| {algo}{' (online)' if m['online'] else ''} | {m['steps_per_s']:.2f} | {m['budget_steps']:,} | "
-                     f"{m['rows']} x {m['seeds']} | {m['estimated_train_hours']:.1f} |")
-    lines += ["", f"Total training: about {result['estimated_train_hours_total']:.0f} hours (evaluation not included)."]
+        lines.append(f"| {algo}{' (online)' if m['online'] else ''} | {m['steps_per_cpu_s']:.2f} | "
+                     f"{m['steps_per_wall_s']:.2f} | {m['budget_steps']:,} | {m['rows']} x {m['seeds']} | "
+                     f"{m['estimated_train_hours']:.1f} |")
+    lines += ["", f"Total training: about {result['estimated_train_hours_total']:.0f} CPU hours of one core "
+              "(evaluation not included); cells run one per core, so divide by the cores given (`--workers`)."]
     return "\n".join(lines) + "\n"

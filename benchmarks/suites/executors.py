@@ -36,22 +36,45 @@ def error_line(exc: BaseException) -> str:
 
 
 class LocalExecutor:
-    """Runs the cells one after the other in this process (the default; needs nothing installed)."""
+    """Runs the cells on this machine: one after the other in this process (``workers = 1``, the default),
+    or in ``workers`` child processes (each with one torch thread; results are identical, only the order
+    in which cells finish changes). Needs nothing installed."""
 
-    def __init__(self, show_progress: bool = False):
+    def __init__(self, show_progress: bool = False, workers: int = 1):
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be a positive integer, got {workers!r}")
         self.show_progress = show_progress
-        """Progress bars inside each cell (training, evaluation)."""
+        """Progress bars inside each cell (training, evaluation); sequential runs only."""
+        self.workers = workers
+        """Cells run at the same time (processes)."""
 
     def submit(self, cells: list[dict], out_dir: Path) -> Iterator[tuple[dict, str | None]]:
         from .cells import run_cell
 
-        for cell in cells:
-            try:
-                run_cell(cell, out_dir, show_progress=self.show_progress)
-            except Exception as exc:  # a failed cell is reported; the others still run
-                yield cell, error_line(exc)
-            else:
-                yield cell, None
+        if self.workers == 1:
+            for cell in cells:
+                try:
+                    run_cell(cell, out_dir, show_progress=self.show_progress)
+                except Exception as exc:  # a failed cell is reported; the others still run
+                    yield cell, error_line(exc)
+                else:
+                    yield cell, None
+            return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        context = multiprocessing.get_context("spawn")  # no forked torch / numba state
+        with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_one_thread) as pool:
+            futures = {pool.submit(run_cell, cell, str(out_dir)): cell for cell in cells}
+            for future in as_completed(futures):
+                exc = future.exception()
+                yield futures[future], None if exc is None else error_line(exc)
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def run_all(executor: Executor, cells: Sequence[Mapping], out_dir: Path, show_progress: bool = True,

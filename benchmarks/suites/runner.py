@@ -23,10 +23,12 @@ from .suite_report import PLAN_NAME, write_report
 
 
 def run_suite(preset_name: str, out: str | Path, seeds: Sequence[int] | None = None, only: Sequence[str] | None = None,
-              device: str = "cpu", executor=None, show_progress: bool = True, log=None) -> dict[str, Any]:
+              device: str = "cpu", executor=None, show_progress: bool = True, log=None, workers: int = 1
+              ) -> dict[str, Any]:
     """Collect the datasets, run every cell (skipping finished ones), write the report; returns results.json's dict.
 
-    Raises ValueError for a bad preset / row / seed / device before any work; :class:`SuiteError`
+    executor: any :class:`~benchmarks.suites.executors.Executor` (default: :class:`LocalExecutor` with
+    ``workers`` processes). Raises ValueError for a bad preset / row / seed / device before any work; :class:`SuiteError`
     (after the other cells finished) if cells failed.
     """
     from mtf_env.dataset_io import code_version
@@ -40,7 +42,7 @@ def run_suite(preset_name: str, out: str | Path, seeds: Sequence[int] | None = N
         raise ValueError(f"seeds must be distinct non-negative integers, got {list(seeds)}")
     if device not in ("cpu", "cuda"):
         raise ValueError(f"--device must be cpu or cuda, got {device!r}")
-    executor = executor or LocalExecutor(show_progress=False)
+    executor = executor or LocalExecutor(show_progress=False, workers=workers)
     say = log or (lambda text: None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
