@@ -129,6 +129,23 @@ def test_ray_suite_equals_the_local_suite(ray_instance, tiny_suite, tmp_path):
     assert os.getpid() not in {pid for _, pid in runs}
 
 
+def test_cli_runs_the_suite_on_ray(ray_instance, tiny_suite, tmp_path, capsys):
+    from benchmarks.cli import main
+
+    expected, _ = tiny_suite
+    out = tmp_path / "cli"
+    argv = ["suite", "run", "--preset", "tiny", "--seeds", "0", "--only", *TINY_ROWS, "--executor", "ray"]
+    # a cell that fits no node: one line, exit code 2, nothing written
+    assert main([*argv, "--cpus-per-cell", "3", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--cpus-per-cell 3: the Ray cluster has 2 CPU(s)" in err
+    assert not out.exists() and ray_instance.is_initialized()
+
+    assert main([*argv, "--out", str(out)]) == 0
+    assert "Ray: 2 CPU(s), 0 GPU(s)" in capsys.readouterr().out
+    assert _strip_timing(json.loads((out / "results.json").read_text())) == _strip_timing(expected)
+
+
 def crash_once_task(log_dir: str, row: str):
     """A task function whose first attempt at ``row`` kills its own worker process (SIGKILL) mid-cell: after the
     cell's first training chunk was written to its run directory. Attempts are logged like :func:`recording_task`."""
