@@ -1,4 +1,5 @@
-"""Install the BatchRL-MTF benchmark: ``pip install -e .`` (add ``[test]`` for the test suite)."""
+"""Install the BatchRL-MTF benchmark: ``pip install -e .`` (add ``[test]`` for the test suite, ``[ray]`` for the Ray
+executor of the paper suite)."""
 from setuptools import find_packages, setup
 
 setup(
@@ -33,6 +34,8 @@ setup(
         "test": ["pytest>=8", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
         # the tutorial notebooks in Jupyter Lab
         "tutorials": ["jupyterlab>=4", "ipykernel>=6.29"],
+        # the optional Ray executor of the paper suite (`mtf-bench suite run --executor ray`, docs/cluster.md)
+        "ray": ["ray>=2.40,<3"],
     },
     entry_points={"console_scripts": ["mtf-bench=benchmarks.cli:main"]},
 )

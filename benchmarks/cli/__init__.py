@@ -38,6 +38,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "benchmarks.cli.bench_sim",
     "benchmarks.cli.bench_eval",
     "benchmarks.cli.bench_bcq_speed",
+    "benchmarks.cli.bench_ray",
     "benchmarks.cli.plots",
 )
 #: Errors that mean bad input or a path problem (reported in one line, exit code 2).

@@ -47,8 +47,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--out", type=Path, required=True, help="suite directory (created; a finished cell in it is "
                                                            "reused)")
     r.add_argument("--workers", type=int, default=1, help="cells run at the same time, in child processes with "
-                                                          "one torch thread each (default 1: sequential)")
-    r.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared 2-core machine)")
+                                                          "one torch thread each (default 1: sequential; local "
+                                                          "executor only)")
+    r.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared 2-core machine; "
+                                                          "with --executor ray: threads of each cell's task)")
+    r.add_argument("--executor", default="local", choices=("local", "ray"),
+                   help="local: the cells in this machine's processes (default); ray: each cell a Ray "
+                        "task (pip install -e \".[ray]\"; see docs/cluster.md)")
+    r.add_argument("--address", help="with --executor ray: the cluster to join, auto or HOST:PORT (default: start "
+                                     "a Ray instance on this machine, listening on 127.0.0.1 only)")
+    r.add_argument("--cpus-per-cell", type=float, default=1.0,
+                   help="with --executor ray: CPUs each cell's task requests (default 1; --device cuda adds one GPU)")
+    r.add_argument("--max-retries", type=int, default=3,
+                   help="with --executor ray: retries of a cell whose worker process died (a cell that raises is "
+                        "not retried)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.set_defaults(func=_run_paper_suite, command_name="suite run")
 
@@ -151,22 +163,57 @@ def _run_paper_suite(args: argparse.Namespace) -> None:
     paper_suite.check_only(args.only)
     if args.device not in ("cpu", "cuda"):
         raise ValueError(f"--device must be cpu or cuda, got {args.device!r}")
-    if args.device == "cuda":
+    if args.device == "cuda" and args.executor == "local":  # with Ray: the cluster needs a GPU (checked on joining)
         import torch
 
         if not torch.cuda.is_available():
             raise ValueError("--device cuda: no CUDA device is available to torch")
     positive("--workers", args.workers)
     output_dir("--out", args.out)
+    positive("--threads", args.threads)
+    executor = _make_executor(args)
     set_threads(args.threads)
     try:
         result = runner.run_suite(args.preset, args.out, seeds=seeds, only=args.only, device=args.device,
-                                  show_progress=not args.no_progress, log=_progress_log("suite", not args.no_progress),
-                                  workers=args.workers)
+                                  executor=executor, show_progress=not args.no_progress,
+                                  log=_progress_log("suite", not args.no_progress), workers=args.workers)
     except runner.SuiteError as exc:
         print(f"mtf-bench suite run: {exc}", flush=True)
         raise SystemExit(1) from None
+    finally:
+        if executor is not None and hasattr(executor, "close"):
+            executor.close()
     print(f"{result['cells_done']} cells -> {args.out}/report.md, results.json and the figures")
+
+
+def _make_executor(args: argparse.Namespace):
+    """None (the suite's local executor) or a RayExecutor joined to its cluster; ValueError (nothing written) for
+    Ray options without ``--executor ray``, a missing Ray, a cluster that cannot be reached or cannot fit a cell."""
+    if args.executor == "local":
+        for option, value, default in (("--address", args.address, None), ("--cpus-per-cell", args.cpus_per_cell, 1.0),
+                                       ("--max-retries", args.max_retries, 3)):
+            if value != default:
+                raise ValueError(f"{option} needs --executor ray")
+        return None
+    from benchmarks.suites.ray_executor import RayExecutor, require_ray
+
+    if args.workers != 1:
+        raise ValueError("--workers is for the local executor; with --executor ray the cluster's CPUs and "
+                         "--cpus-per-cell decide how many cells run at once")
+    require_ray()
+    if not args.cpus_per_cell > 0:
+        raise ValueError(f"--cpus-per-cell must be positive, got {args.cpus_per_cell}")
+    positive("--max-retries", args.max_retries, 0)
+    if args.address is not None and args.address != "auto" and ":" not in args.address:
+        raise ValueError(f"--address must be auto or HOST:PORT, got {args.address!r}")
+    executor = RayExecutor(address=args.address, cpus_per_cell=args.cpus_per_cell,
+                           gpus_per_cell=1 if args.device == "cuda" else 0, threads=args.threads,
+                           max_retries=args.max_retries)
+    resources = executor.cluster_resources()  # joins (or starts) Ray; ValueError if no node fits a cell
+    if not args.no_progress:
+        print(f"[suite] Ray: {resources.get('CPU', 0):g} CPU(s), {resources.get('GPU', 0):g} GPU(s); each cell "
+              f"{args.cpus_per_cell:g} CPU(s){', 1 GPU' if args.device == 'cuda' else ''}", flush=True)
+    return executor
 
 
 def _report_paper_suite(args: argparse.Namespace) -> None:
