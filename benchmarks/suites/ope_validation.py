@@ -56,7 +56,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from benchmarks.evaluation.estimators import MIN_ESS, SUPPORT_RULES, canonical_estimator
 from benchmarks.evaluation.stats import estimator_metrics, median_normalised_slack, normalised_mae, regret_at_k, share_below, spearman, value_range
+
+#: Targets on the policies an estimator labels supported, and on the OOD-heavy ones.
+SUPPORT_TARGETS = {"supported_spearman_min": 0.8, "supported_regret_at_1_max": 0.05,
+                   "ood_lower_below_or_unsupported_min": 0.9}
+#: The weight table's kernel bandwidths (multiples of Silverman's rule) and per-step ratio clips.
+WEIGHT_TABLE_SCALES: tuple[float, ...] = (0.5, 1.0, 2.0)
+WEIGHT_TABLE_CLIPS: tuple[float | None, ...] = (None, 100.0)
 
 #: Targets the conservative estimator should meet on the zoo.
 TARGETS = {"spearman_min": 0.8, "regret_at_1_max": 0.1, "ood_share_below_min": 0.9, "ood_median_slack_max": 0.2}
@@ -110,6 +118,18 @@ class ValidationSettings:
     """Two-sided level of the bootstrap intervals."""
     seed: int = 0
     """One seed for zoo, estimators (network init, batches), truth (CRN) and bootstraps."""
+    n_members: int = 5
+    """Members of bootstrap FQE."""
+    bandwidth_scale: float = 1.0
+    """IS family: kernel bandwidth as a multiple of Silverman's rule on the logged actions."""
+    clip: float | None = None
+    """IS family: per-step importance ratio cap (None: no clip; the weight table reports clipped forms)."""
+    model_steps: int = 2000
+    """Adam steps of the model-based estimator's dynamics model (fitted once per dataset)."""
+    model_hidden: tuple[int, ...] = (128, 128)
+    """Widths of that model."""
+    n_bootstrap_sessions: int = 200
+    """Bootstrap resamples of the sessions for the IS family's intervals."""
 
     def __post_init__(self) -> None:
         for name in ("n_steps", "batch_size", "target_update_every", "n_initial", "n_rollouts", "n_bootstrap",
@@ -121,7 +141,7 @@ class ValidationSettings:
             raise ValueError("ValidationSettings.n_random and seed must be >= 0")
         if any((not math.isfinite(a)) or a < 0 for a in (self.alpha_c, *self.sweep_alphas)):
             raise ValueError(f"alpha_c values must be >= 0, got {self.alpha_c} and {self.sweep_alphas}")
-        for name in ("hidden", "td3_hidden", "sweep_alphas"):
+        for name in ("hidden", "td3_hidden", "sweep_alphas", "model_hidden"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
     def estimator_config(self, alpha_c: float):
@@ -134,6 +154,17 @@ class ValidationSettings:
             target_update_every=self.target_update_every, n_bootstrap=self.n_bootstrap_states,
             ci_level=self.ci_level, log_every=max(1, min(100, self.n_steps)),
         )
+
+    def estimator_settings(self):
+        """The :class:`benchmarks.evaluation.estimators.EstimatorSettings` of every estimator."""
+        from agents.ope_model import ModelBasedConfig
+        from benchmarks.evaluation.estimators import EstimatorSettings
+
+        return EstimatorSettings(
+            fqe=self.estimator_config(self.alpha_c), n_members=self.n_members, bandwidth_scale=self.bandwidth_scale,
+            clip=self.clip, n_bootstrap_sessions=self.n_bootstrap_sessions, ci_level=self.ci_level,
+            model=ModelBasedConfig(hidden=self.model_hidden, n_steps=self.model_steps, gamma=self.gamma,
+                                   n_bootstrap=self.n_bootstrap_states, ci_level=self.ci_level))
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -159,6 +190,81 @@ def check_targets(m: dict[str, Any]) -> dict[str, Any]:
         "median_slack_ood": row(m["median_slack_ood"], f"<= {TARGETS['ood_median_slack_max']}",
                                 m["median_slack_ood"] <= TARGETS["ood_median_slack_max"]),
     }
+
+
+def support_metrics(truth: np.ndarray, rows: Sequence[dict[str, Any]], ood_heavy: np.ndarray,
+                    settings: ValidationSettings) -> dict[str, Any]:
+    """Lower-bound and support metrics of one estimator's per-policy ``rows`` (``lower``, ``supported``).
+
+    ``share_lower_below``: share of the policies with a lower bound whose bound lies below the
+    truth (all / OOD-heavy); ``ood_lower_below_or_unsupported``: share of the OOD-heavy policies
+    whose lower bound lies below the truth or that are labelled unsupported (no bound: only the
+    label counts); ``supported``: :func:`estimator_metrics` on the supported policies alone
+    (normalised by *their* range of true values; None with fewer than 3 or equal true values).
+    """
+    truth = np.asarray(truth, dtype=float)
+    lower = np.array([np.nan if r.get("lower") is None else r["lower"] for r in rows], dtype=float)
+    supported = np.array([bool(r.get("supported", True)) for r in rows])
+    est = np.array([r["value"] for r in rows], dtype=float)
+    has = np.isfinite(lower)
+    ood = np.asarray(ood_heavy, dtype=bool)
+    below = has & (lower < truth)
+    out: dict[str, Any] = {
+        "n_supported": int(supported.sum()), "n_supported_ood": int((supported & ood).sum()),
+        "share_lower_below": float(below[has].mean()) if has.any() else None,
+        "share_lower_below_ood": float(below[has & ood].mean()) if (has & ood).any() else None,
+        "ood_lower_below_or_unsupported": float((below | ~supported)[ood].mean()) if ood.any() else None,
+        "supported": None,
+    }
+    if supported.sum() >= 3 and np.ptp(truth[supported]) > 0:
+        out["supported"] = estimator_metrics(truth[supported], est[supported], ood[supported], settings.n_bootstrap,
+                                             settings.ci_level, settings.seed)
+    return out
+
+
+def check_support_targets(m: dict[str, Any]) -> dict[str, Any]:
+    """:data:`SUPPORT_TARGETS` on one estimator's metrics -> {target: {value, target, met}} (None: not measurable)."""
+    sup = m.get("supported") or {}
+
+    def row(value, target, ok):
+        finite = value is not None and np.isfinite(value)
+        return {"value": value, "target": target, "met": bool(ok(value)) if finite else None}
+
+    t = SUPPORT_TARGETS
+    return {
+        "supported_spearman": row(sup.get("spearman"), f">= {t['supported_spearman_min']}",
+                                  lambda v: v >= t["supported_spearman_min"]),
+        "supported_regret_at_1": row(sup.get("regret_at_1"), f"<= {t['supported_regret_at_1_max']}",
+                                     lambda v: v <= t["supported_regret_at_1_max"]),
+        "ood_lower_below_or_unsupported": row(m.get("ood_lower_below_or_unsupported"),
+                                              f">= {t['ood_lower_below_or_unsupported_min']}",
+                                              lambda v: v >= t["ood_lower_below_or_unsupported_min"]),
+    }
+
+
+def weight_settings_table(ctx, members: Sequence[Any], truth: np.ndarray, ood_heavy: np.ndarray,
+                          settings: ValidationSettings) -> list[dict[str, Any]]:
+    """The IS forms (no DR) at every kernel bandwidth of :data:`WEIGHT_TABLE_SCALES` and clip of
+    :data:`WEIGHT_TABLE_CLIPS`: Spearman, regret@1, nMAE, the median ESS of the first-step
+    weights and the mean share of clipped ratios over the zoo (the effect of the two choices)."""
+    rows = []
+    for scale in WEIGHT_TABLE_SCALES:
+        for clip in WEIGHT_TABLE_CLIPS:
+            outs = [ctx.is_family(m.policy, _identity(m), with_dr=False, bandwidth_scale=scale, clip=clip,
+                                  n_bootstrap=0) for m in members]
+            for form in ("tis", "sntis", "pdis", "snpdis"):
+                e = np.array([o[form] for o in outs], dtype=float)
+                ok = np.isfinite(e)
+                rows.append({
+                    "bandwidth_scale": scale, "bandwidth": scale * ctx.silverman, "clip": clip, "form": form,
+                    "spearman": spearman(truth[ok], e[ok]) if ok.sum() >= 3 else None,
+                    "regret_at_1": regret_at_k(truth[ok], e[ok], 1) if ok.sum() >= 3 else None,
+                    "nmae": normalised_mae(truth[ok], e[ok]) if ok.sum() >= 3 else None,
+                    "median_ess_first_step": float(np.median([o["ess_first_step"] for o in outs])),
+                    "mean_clipped_share": float(np.mean([o["clipped_share"] for o in outs])),
+                    "n_finite": int(ok.sum()),
+                })
+    return rows
 
 
 # ----------------------------------------------------------------------------------------
@@ -224,53 +330,13 @@ def _quick_td3(data_dir: Path, out_dir: Path, settings: ValidationSettings, show
     return out_dir
 
 
-def run_validation(data_dir: str | Path, out: str | Path, settings: ValidationSettings = DEFAULT_SETTINGS,
-                   run_roots: Sequence[str | Path] = DEFAULT_RUN_ROOTS, families: Sequence[str] | None = None,
-                   train_td3: bool = True, max_members: int | None = None, sweep: bool = True,
-                   runs_per_algo: int | None = None,
-                   estimators: Sequence[str] = tuple(MAIN_ESTIMATORS), show_progress: bool = True,
-                   figures: bool = True) -> dict[str, Any]:
-    """Run the whole harness (see module docstring); returns the result dict written to ``OUT/result.json``.
-
-    run_roots: directories searched for trained runs (empty: none). families: zoo families (None:
-    all). train_td3: train the quick TD3 when no td3 run is found. max_members: keep only the
-    first members of the built zoo (trained runs are added after; for smoke tests). sweep: run
-    the alpha_c sweep. estimators: names of :data:`MAIN_ESTIMATORS` to compare. runs_per_algo:
-    trained runs kept per algorithm, the first found in ``run_roots`` order (None: all; a cap
-    bounds the time when many seeds exist: each BCQ-style run costs minutes here).
-    """
-    from mtf_env.files import write_json
-
-    import torch
-    from tqdm.auto import tqdm
-
+def build_validation_zoo(data_dir: Path, out: Path, settings: ValidationSettings,
+                         run_roots: Sequence[str | Path] = DEFAULT_RUN_ROOTS, families: Sequence[str] | None = None,
+                         train_td3: bool = True, max_members: int | None = None, runs_per_algo: int | None = None,
+                         show_progress: bool = True) -> tuple[list[Any], dict[str, list[str]]]:
+    """The zoo of :func:`run_validation` (see its arguments) -> (members, {used, skipped, not_used} run dirs)."""
     from benchmarks.evaluation import policy_zoo as zoo_mod
-    from benchmarks.evaluation.estimators import fit_and_estimate, load_test_split
-    from benchmarks.evaluation.true_value import true_value
-    from mtf_env.core import Simulator
 
-    torch.set_num_threads(1)  # measured fastest on the shared 2-core machine
-    unknown = sorted(set(estimators) - set(MAIN_ESTIMATORS))
-    if unknown or not estimators:
-        raise ValueError(f"unknown estimators {unknown}; choose from {sorted(MAIN_ESTIMATORS)}")
-    data_dir, out = Path(data_dir), Path(out)
-    t_start = time.perf_counter()
-    timings: dict[str, float] = {}
-
-    # 1. data --------------------------------------------------------------------------------
-    t0 = time.perf_counter()
-    split = load_test_split(data_dir, settings.n_initial, settings.seed)
-    data, s0, user_ids = split.data, split.initial_observations, split.initial_user_ids
-    sim = Simulator(split.dataset.config)
-    check = sim.empty_state(len(user_ids))
-    sim.start_sessions(check, np.arange(len(user_ids)), user_ids, np.random.default_rng(0), carry=False)
-    init_diff = float(np.max(np.abs(check.obs - s0)))
-    del check
-    manifest = split.dataset.manifest
-    timings["data_s"] = time.perf_counter() - t0
-
-    # 2. zoo ------------------------------------------------------------------------------------
-    t0 = time.perf_counter()
     families = tuple(families) if families is not None else zoo_mod.FAMILIES
     found = [d for root in run_roots for d in zoo_mod.find_run_dirs(root)] if "trained" in families else []
     run_dirs, not_used, per_algo = [], [], {}
@@ -298,6 +364,69 @@ def run_validation(data_dir: str | Path, out: str | Path, settings: ValidationSe
             if any(m.name == other.name for other in members):
                 m = dataclasses.replace(m, name=f"{m.name}@{Path(m.spec).parent.parent.name or 'runs'}")
             members.append(m)
+    return members, {"used": [str(p) for p in run_dirs], "skipped": skipped, "not_used": not_used}
+
+
+def run_validation(data_dir: str | Path, out: str | Path, settings: ValidationSettings = DEFAULT_SETTINGS,
+                   run_roots: Sequence[str | Path] = DEFAULT_RUN_ROOTS, families: Sequence[str] | None = None,
+                   train_td3: bool = True, max_members: int | None = None, sweep: bool = True,
+                   runs_per_algo: int | None = None,
+                   estimators: Sequence[str] = tuple(MAIN_ESTIMATORS), show_progress: bool = True,
+                   figures: bool = True, members: Sequence[Any] | None = None,
+                   truth_dir: str | Path | None = None) -> dict[str, Any]:
+    """Run the whole harness (see module docstring); returns the result dict written to ``OUT/result.json``.
+
+    run_roots: directories searched for trained runs (empty: none). families: zoo families (None:
+    all). train_td3: train the quick TD3 when no td3 run is found. max_members: keep only the
+    first members of the built zoo (trained runs are added after; for smoke tests). sweep: run
+    the alpha_c sweep. estimators: estimator names of :data:`benchmarks.evaluation.estimators.ESTIMATORS`
+    (or the alias ``conservative``), used as the labels of the report. members: a prebuilt zoo
+    (zoo options ignored; :func:`run_grid` passes one zoo to every dataset). truth_dir: where true
+    values are cached (default ``OUT/truth``; they depend on the users, world and settings only,
+    so datasets of one seed but different exploration share them). runs_per_algo:
+    trained runs kept per algorithm, the first found in ``run_roots`` order (None: all; a cap
+    bounds the time when many seeds exist: each BCQ-style run costs minutes here).
+    """
+    from mtf_env.files import write_json
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from benchmarks.evaluation import policy_zoo as zoo_mod
+    from benchmarks.evaluation.estimators import OPEContext, canonical_estimator, load_test_split
+    from benchmarks.evaluation.true_value import true_value
+    from mtf_env.core import Simulator
+
+    torch.set_num_threads(1)  # measured fastest on the shared 2-core machine
+    from benchmarks.evaluation.estimators import ESTIMATOR_ALIASES, ESTIMATORS
+
+    unknown = sorted(set(estimators) - set(ESTIMATORS) - set(ESTIMATOR_ALIASES))
+    if unknown or not estimators:
+        raise ValueError(f"unknown estimators {unknown}; choose from {', '.join(ESTIMATORS)}")
+    data_dir, out = Path(data_dir), Path(out)
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    # 1. data --------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    split = load_test_split(data_dir, settings.n_initial, settings.seed)
+    data, s0, user_ids = split.data, split.initial_observations, split.initial_user_ids
+    sim = Simulator(split.dataset.config)
+    check = sim.empty_state(len(user_ids))
+    sim.start_sessions(check, np.arange(len(user_ids)), user_ids, np.random.default_rng(0), carry=False)
+    init_diff = float(np.max(np.abs(check.obs - s0)))
+    del check
+    manifest = split.dataset.manifest
+    timings["data_s"] = time.perf_counter() - t0
+
+    # 2. zoo ------------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    run_info: dict[str, Any] = {"used": [], "skipped": [], "not_used": []}
+    if members is None:
+        members, run_info = build_validation_zoo(data_dir, out, settings, run_roots, families, train_td3, max_members,
+                                                 runs_per_algo, show_progress)
+    members = list(members)
+    run_dirs, skipped, not_used = run_info["used"], run_info["skipped"], run_info["not_used"]
     if len(members) < 3:
         raise ValueError(f"the zoo has {len(members)} members; need at least 3 for rank metrics")
     threshold = zoo_mod.ood_threshold(data.actions, seed=settings.seed)
@@ -308,11 +437,11 @@ def run_validation(data_dir: str | Path, out: str | Path, settings: ValidationSe
 
     # 3. truth ----------------------------------------------------------------------------------
     t0 = time.perf_counter()
-    truth_key = _fingerprint({"data": manifest["files"], "users": user_ids.tolist(), "n_rollouts": settings.n_rollouts,
+    truth_key = _fingerprint({"world": split.dataset.config.to_json(), "users": user_ids.tolist(), "n_rollouts": settings.n_rollouts,
                               "gamma": settings.gamma, "seed": settings.seed})
     truths = []
     for m in tqdm(members, desc="ope-validation/truth", unit="policy", disable=not show_progress):
-        path = out / "truth" / f"{_slug(m.name)}.json"
+        path = (Path(truth_dir) if truth_dir is not None else out / "truth") / f"{_slug(m.name)}.json"
         key = _fingerprint({"truth": truth_key, "spec": _identity(m)})
         saved = _cached(path, key)
         if saved is None:
@@ -326,32 +455,37 @@ def run_validation(data_dir: str | Path, out: str | Path, settings: ValidationSe
     timings["truth_s"] = time.perf_counter() - t0
 
     # 4. estimates ------------------------------------------------------------------------------
-    jobs: list[tuple[str, str, float]] = []  # (label, kind, alpha_c)
-    for name in estimators:
-        kind, alpha = MAIN_ESTIMATORS[name]
-        jobs.append((name, kind, settings.alpha_c if alpha is None else alpha))
+    est_settings = settings.estimator_settings()
+    ctx = OPEContext(split, est_settings, settings.seed)
+    jobs: list[tuple[str, str, float | None]] = []  # (label, estimator name, alpha_c of the FQE family)
+    for label in estimators:
+        name = canonical_estimator(label)
+        alpha = {"fqe": 0.0, "conservative-fqe": settings.alpha_c}.get(name)
+        jobs.append((label, name, alpha))
     sweep_alphas = tuple(settings.sweep_alphas) if sweep else ()
     for a in sweep_alphas:
-        if not any(kind == "conservative" and alpha == a for _, kind, alpha in jobs):
-            jobs.append((f"alpha_c={a:g}", "conservative", a))
+        if not any(name in ("fqe", "conservative-fqe") and alpha == a for _, name, alpha in jobs):
+            jobs.append((f"alpha_c={a:g}", "conservative-fqe", a))
     fit_key = _fingerprint({"data": manifest["files"], "n_initial": settings.n_initial, "seed": settings.seed})
+    settings_key = est_settings.to_dict()
     estimates: dict[str, np.ndarray] = {}
     fits: dict[str, list[dict[str, Any]]] = {}
     fit_seconds: dict[str, float] = {}
     n_fits = len(jobs) * len(members)
     bar = tqdm(total=n_fits, desc="ope-validation/fits", unit="fit", disable=not show_progress)
-    for label, kind, alpha in jobs:
-        config = settings.estimator_config(alpha)
+    for label, name, alpha in jobs:
         rows = []
         t0 = time.perf_counter()
         for m in members:
             bar.set_postfix_str(f"{label} {m.name}"[-48:])
-            path = out / "fits" / _slug(f"{kind}_a{alpha:g}") / f"{_slug(m.name)}.json"
-            key = _fingerprint({"fit": fit_key, "kind": kind, "config": config.to_dict(), "spec": _identity(m)})
+            folder = _slug(f"{name}_a{alpha:g}") if alpha is not None else _slug(name)
+            path = out / "fits" / folder / f"{_slug(m.name)}.json"
+            key = _fingerprint({"fit": fit_key, "name": name, "alpha_c": alpha, "settings": settings_key,
+                                "spec": _identity(m)})
             saved = _cached(path, key)
             if saved is None:
-                est = fit_and_estimate(kind, config, settings.seed, data, s0, m.policy)
-                saved = {"key": key, "name": m.name, "kind": kind, "alpha_c": alpha, **est}
+                est = ctx.estimate(name, m.policy, key=_identity(m), alpha_c=alpha)
+                saved = {"key": key, "name": m.name, "kind": name, "alpha_c": alpha, **est}
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_json(path, saved)
             rows.append(saved)
@@ -361,15 +495,21 @@ def run_validation(data_dir: str | Path, out: str | Path, settings: ValidationSe
         fit_seconds[label] = time.perf_counter() - t0
     bar.close()
     timings["fits_s"] = sum(fit_seconds.values())
+    weight_table = weight_settings_table(ctx, members, truth, ood_heavy, settings) if any(
+        canonical_estimator(lbl) in ("snpdis", "dr", "sndr", "pdis", "tis", "sntis") for lbl in estimators) else []
 
     # 5. metrics --------------------------------------------------------------------------------
-    metrics = {name: estimator_metrics(truth, estimates[name], ood_heavy, settings.n_bootstrap, settings.ci_level,
-                                       settings.seed) for name in estimators}
+    metrics = {}
+    for label in estimators:
+        metrics[label] = estimator_metrics(truth, estimates[label], ood_heavy, settings.n_bootstrap,
+                                           settings.ci_level, settings.seed)
+        metrics[label].update(support_metrics(truth, fits[label], ood_heavy, settings))
     targets = check_targets(metrics["conservative"]) if "conservative" in metrics else {}
+    support_targets = {label: check_support_targets(metrics[label]) for label in estimators}
     span = value_range(truth)
     sweep_rows = []
     for a in sweep_alphas:
-        label = next(lbl for lbl, kind, alpha in jobs if kind == "conservative" and alpha == a)
+        label = next(lbl for lbl, name, alpha in jobs if name in ("fqe", "conservative-fqe") and alpha == a)
         e = estimates[label]
         sweep_rows.append({
             "alpha_c": a, "estimator": label, "mean_signed_error": float(np.mean(e - truth)),
@@ -389,9 +529,9 @@ def run_validation(data_dir: str | Path, out: str | Path, settings: ValidationSe
             "name": m.name, "family": m.family, "spec": m.spec, "ood_distance": float(ood_dist[i]),
             "ood_heavy": bool(ood_heavy[i]), "truth": truths[i]["value"], "truth_se": truths[i]["se"],
             "truth_se_population": truths[i]["se_population"],
-            "estimates": {label: {"value": fits[label][i]["value"], "ci_low": fits[label][i]["ci_low"],
-                                  "ci_high": fits[label][i]["ci_high"], "fit_s": fits[label][i]["fit_s"]}
-                          for label in fits},
+            "estimates": {label: {k: fits[label][i].get(k) for k in ("value", "ci_low", "ci_high", "lower", "supported",
+                                                                          "fit_s")} for label in fits},
+            "support": fits[next(iter(fits))][i].get("support"),
         })
     result = {
         "suite": "ope_validation",
@@ -405,11 +545,16 @@ def run_validation(data_dir: str | Path, out: str | Path, settings: ValidationSe
                 "definition": "mean over test states of the distance from pi(s) to the nearest logged action "
                               "(action units); OOD-heavy above the 95% quantile of the logged actions' "
                               "leave-one-out nearest-neighbour distances"},
-        "runs": {"used": [str(p) for p in run_dirs], "skipped": skipped, "not_used": not_used,
+        "runs": {"used": list(run_dirs), "skipped": skipped, "not_used": not_used,
                  "runs_per_algo": runs_per_algo},
         "policies": policies,
         "metrics": metrics,
         "targets": targets,
+        "support_targets": support_targets,
+        "support_rule": {"min_ess": MIN_ESS, "rules": {lbl: SUPPORT_RULES[canonical_estimator(lbl)] for lbl in estimators}},
+        "weight_settings": weight_table,
+        "estimator_settings": est_settings.to_dict(),
+        "silverman_bandwidth": ctx.silverman,
         "alpha_sweep": sweep_rows,
         "timings_s": {**timings, "fits_per_estimator_s": fit_seconds},
         "machine": {"cpu_count": os.cpu_count(), "load_average_at_end": list(os.getloadavg()),
@@ -476,6 +621,42 @@ def markdown_report(result: dict[str, Any]) -> str:
     add("share below truth (in-distribution)", lambda x: _f(x["share_below_in_distribution"], ".2f"))
     add("median normalised slack (all)", lambda x: _f(x["median_slack"]))
     add("median normalised slack (OOD-heavy)", lambda x: _f(x["median_slack_ood"]))
+    if "n_supported" in m[names[0]]:
+        add("lower bound below truth (all)", lambda x: _f(x["share_lower_below"], ".2f"))
+        add("lower bound below truth (OOD-heavy)", lambda x: _f(x["share_lower_below_ood"], ".2f"))
+        add("OOD-heavy: lower below truth or unsupported", lambda x: _f(x["ood_lower_below_or_unsupported"], ".2f"))
+        add("policies labelled supported (OOD-heavy among them)",
+            lambda x: f"{x['n_supported']} ({x['n_supported_ood']})")
+        sup = lambda x, k: (x["supported"] or {}).get(k)  # noqa: E731
+        add(f"supported: Spearman [{lvl} CI]", lambda x: f"{_f(sup(x, 'spearman'))} [{_f((sup(x, 'spearman_ci') or [None])[0])}, "
+                                                         f"{_f((sup(x, 'spearman_ci') or [None, None])[1])}]")
+        add(f"supported: Kendall [{lvl} CI]", lambda x: f"{_f(sup(x, 'kendall'))} [{_f((sup(x, 'kendall_ci') or [None])[0])}, "
+                                                        f"{_f((sup(x, 'kendall_ci') or [None, None])[1])}]")
+        add("supported: regret@1", lambda x: _f(sup(x, "regret_at_1")))
+        add("supported: regret@3", lambda x: _f(sup(x, "regret_at_3")))
+        add("supported: normalised MAE", lambda x: _f(sup(x, "nmae")))
+        rules = result.get("support_rule", {})
+        lines.append(f"\nSupport rule: FQE family and model-based: OOD distance <= threshold; IS family: at least "
+                     f"{rules.get('min_ess', MIN_ESS):g} effective sessions in the kernel weights (first step, or whole "
+                     f"session for tis/sntis); Silverman bandwidth {_f(result.get('silverman_bandwidth'))}, scale "
+                     f"{result['settings'].get('bandwidth_scale', 1.0)}, clip {result['settings'].get('clip')}.")
+    if result.get("support_targets"):
+        lines += ["", "## Targets on supported / OOD-heavy policies", "",
+                  "| estimator | supported Spearman >= 0.8 | supported regret@1 <= 0.05 | OOD-heavy lower below truth or "
+                  "unsupported >= 0.9 |", "| --- | --- | --- | --- |"]
+        for n in names:
+            t = result["support_targets"][n]
+            cell = lambda v: f"{_f(v['value'])} ({'n/a' if v['met'] is None else ('yes' if v['met'] else 'NO')})"  # noqa: E731
+            lines.append(f"| {n} | {cell(t['supported_spearman'])} | {cell(t['supported_regret_at_1'])} | "
+                         f"{cell(t['ood_lower_below_or_unsupported'])} |")
+    if result.get("weight_settings"):
+        lines += ["", "## Importance weights: kernel bandwidth and clip (IS forms, all zoo policies)", "",
+                  "| bandwidth (x Silverman) | clip | form | Spearman | regret@1 | nMAE | median ESS first step "
+                  "| mean share clipped |", "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+        for r in result["weight_settings"]:
+            lines.append(f"| {_f(r['bandwidth'])} ({r['bandwidth_scale']:g}) | {r['clip'] or 'none'} | {r['form']} | "
+                         f"{_f(r['spearman'])} | {_f(r['regret_at_1'])} | {_f(r['nmae'])} | "
+                         f"{_f(r['median_ess_first_step'], '.1f')} | {_f(r['mean_clipped_share'], '.3f')} |")
     if result["targets"]:
         lines += ["", "## Targets (conservative estimator)", "", "| target | value | required | met |",
                   "| --- | ---: | --- | --- |"]
@@ -530,11 +711,16 @@ def scatter_figure(result: dict[str, Any], path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     names = [n for n in MAIN_ESTIMATORS if n in result["metrics"]]
+    names += [n for n in result["metrics"] if n not in names]
     pols = result["policies"]
     truth = np.array([p["truth"] for p in pols])
     ood = np.array([p["ood_heavy"] for p in pols])
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4.2), squeeze=False)
-    for ax, name in zip(axes[0], names):
+    n_cols = min(4, len(names))
+    n_rows = (len(names) + n_cols - 1) // n_cols
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 4.2 * n_rows), squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    for ax, name in zip(axes.flat, names):
         est = np.array([p["estimates"][name]["value"] for p in pols])
         lo = min(truth.min(), est.min())
         hi = max(truth.max(), est.max())
@@ -542,6 +728,10 @@ def scatter_figure(result: dict[str, Any], path: str | Path) -> None:
         ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.6", lw=1, ls="--", label="estimate = truth")
         ax.scatter(truth[~ood], est[~ood], s=22, c="tab:blue", label="in-distribution")
         ax.scatter(truth[ood], est[ood], s=30, c="tab:red", marker="x", label="OOD-heavy")
+        unsup = np.array([p["estimates"][name].get("supported") is False for p in pols])
+        if unsup.any():
+            ax.scatter(truth[unsup], est[unsup], s=80, facecolors="none", edgecolors="0.3", lw=0.8,
+                       label="labelled unsupported")
         m = result["metrics"][name]
         ax.set_title(f"{name}\nSpearman {_f(m['spearman'], '.2f')}, regret@1 {_f(m['regret_at_1'], '.2f')}, "
                      f"nMAE {_f(m['nmae'], '.2f')}", fontsize=9)
@@ -549,7 +739,7 @@ def scatter_figure(result: dict[str, Any], path: str | Path) -> None:
         ax.set_ylabel("estimate")
         ax.set_xlim(lo - pad, hi + pad)
         ax.set_ylim(lo - pad, hi + pad)
-    axes[0][0].legend(fontsize=8, loc="upper left")
+    axes[0][0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
