@@ -773,3 +773,247 @@ def sweep_figure(result: dict[str, Any], path: str | Path) -> None:
 
 # ----------------------------------------------------------------------------------------
 # command line
+
+
+# ----------------------------------------------------------------------------------------
+# the grid: every estimator over several dataset seeds and three exploration policies
+
+#: Estimators the grid compares by default (d3rlpy-fqe, an outside reference that calls the policy
+#: on every mini-batch, is left out for time; add it with ``estimators=``).
+GRID_ESTIMATORS: tuple[str, ...] = ("fqe", "conservative-fqe", "bootstrap-fqe", "model-based",
+                                    "tis", "sntis", "pdis", "snpdis", "dr", "sndr")
+
+
+@dataclass(frozen=True)
+class GridSettings:
+    """What :func:`run_grid` collects and compares (defaults: sized for 30 minutes on 2 cores)."""
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Dataset seeds of the main (mixed-exploration) table."""
+    explorations: tuple[str, ...] = ("mixed", "random", "action-noise")
+    """Behaviour policies of the exploration table (``mixed`` is the main table's)."""
+    exploration_seeds: tuple[int, ...] = (0,)
+    """Dataset seeds of the other explorations (mixed uses ``seeds``)."""
+    n_sessions: int = 4000
+    """Sessions per collected dataset."""
+    train_fraction: float = 0.5
+    """Share of sessions in the train split (the estimators use the test split; the quick TD3 the train split)."""
+    validation: ValidationSettings = ValidationSettings(n_initial=500, n_random=15, sweep_alphas=())
+    """Settings of each dataset's run (zoo: 6 presets, 15 random statics, 5 noisy, 4 degraded, 4 corners,
+    the quick TD3 = 35 policies)."""
+
+    def __post_init__(self) -> None:
+        for name in ("seeds", "explorations", "exploration_seeds"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+            if not getattr(self, name):
+                raise ValueError(f"GridSettings.{name} must not be empty")
+        if any((not isinstance(s, (int, np.integer))) or s < 0 for s in (*self.seeds, *self.exploration_seeds)):
+            raise ValueError("dataset seeds must be integers >= 0")
+        if not isinstance(self.n_sessions, (int, np.integer)) or self.n_sessions < 20:
+            raise ValueError(f"GridSettings.n_sessions must be an integer >= 20, got {self.n_sessions!r}")
+        if not 0.0 < self.train_fraction < 1.0:
+            raise ValueError(f"GridSettings.train_fraction must lie in (0, 1), got {self.train_fraction}")
+
+    def datasets(self) -> list[tuple[str, int]]:
+        """(exploration, seed) of every dataset, the main table's first."""
+        out = [("mixed", s) for s in self.seeds] if "mixed" in self.explorations else []
+        out += [(e, s) for e in self.explorations if e != "mixed" for s in self.exploration_seeds]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["validation"] = self.validation.to_dict()
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+def collect_grid_dataset(out: Path, exploration: str, seed: int, grid: GridSettings, show_progress: bool) -> Path:
+    """Collect (or reuse) one dataset of the grid under ``out``; a finished one is marked by ``grid.json``."""
+    from agents.behaviour import collection_policy
+    from mtf_env.config import SimConfig
+    from mtf_env.dataset import CollectConfig, collect_dataset
+    from mtf_env.files import write_json
+
+    marker = {"policy": exploration, "seed": int(seed), "n_sessions": grid.n_sessions,
+              "train_fraction": grid.train_fraction}
+    if (out / "grid.json").is_file() and json.loads((out / "grid.json").read_text()) == marker:
+        return out
+    collect = CollectConfig(policy=exploration, n_sessions=grid.n_sessions, seed=int(seed),
+                            train_fraction=grid.train_fraction)
+    collect_dataset(out, SimConfig(), collect, collection_policy(collect), overwrite=True, progress=show_progress)
+    write_json(out / "grid.json", marker)
+    return out
+
+
+def _mean_sd(values: Sequence[Any]) -> dict[str, Any]:
+    v = np.array([np.nan if x is None else x for x in values], dtype=float)
+    ok = v[np.isfinite(v)]
+    return {"mean": float(ok.mean()) if ok.size else None, "sd": float(ok.std(ddof=1)) if ok.size > 1 else None,
+            "n": int(ok.size), "values": [None if not np.isfinite(x) else float(x) for x in v]}
+
+
+#: Metrics of the grid's tables: (label, key path in a run's metrics).
+GRID_METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Spearman", ("spearman",)), ("Kendall", ("kendall",)), ("regret@1", ("regret_at_1",)),
+    ("regret@3", ("regret_at_3",)), ("nMAE", ("nmae",)),
+    ("lower below truth", ("share_lower_below",)), ("lower below truth (OOD-heavy)", ("share_lower_below_ood",)),
+    ("OOD-heavy: lower below or unsupported", ("ood_lower_below_or_unsupported",)),
+    ("n supported", ("n_supported",)),
+    ("supported: Spearman", ("supported", "spearman")), ("supported: Kendall", ("supported", "kendall")),
+    ("supported: regret@1", ("supported", "regret_at_1")), ("supported: regret@3", ("supported", "regret_at_3")),
+    ("supported: nMAE", ("supported", "nmae")),
+)
+
+
+def _metric(m: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for k in path:
+        m = (m or {}).get(k)
+    return m
+
+
+def run_grid(out: str | Path, grid: GridSettings = GridSettings(), estimators: Sequence[str] = GRID_ESTIMATORS,
+             run_roots: Sequence[str | Path] = (), train_td3: bool = True, show_progress: bool = True,
+             figures: bool = True) -> dict[str, Any]:
+    """Collect the grid's datasets, build one zoo, run :func:`run_validation` on each, aggregate.
+
+    Writes ``OUT/data/<exploration>-s<seed>/`` (datasets), ``OUT/runs/<exploration>-s<seed>/`` (each
+    run's files, figures included), ``OUT/truth/s<seed>/`` (true values, shared by the explorations of a
+    seed) and ``OUT/result.json`` / ``OUT/result.md`` / ``OUT/scatter.png`` (the tables: mean and sd
+    over the seeds per estimator and metric, the main table on mixed exploration, then one per exploration).
+    """
+    from mtf_env.files import write_json
+
+    out = Path(out)
+    t_start = time.perf_counter()
+    load_start = os.getloadavg()
+    for label in estimators:
+        canonical_estimator(label)
+    settings = grid.validation
+    datasets = grid.datasets()
+    dirs = {}
+    t0 = time.perf_counter()
+    for exploration, seed in datasets:
+        dirs[(exploration, seed)] = collect_grid_dataset(out / "data" / f"{exploration}-s{seed}", exploration, seed, grid,
+                                                         show_progress)
+    collect_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    first = dirs[datasets[0]]
+    members, run_info = build_validation_zoo(first, out, dataclasses.replace(settings, seed=datasets[0][1]), run_roots,
+                                             None, train_td3, None, None, show_progress)
+    zoo_s = time.perf_counter() - t0
+    runs: dict[str, dict[str, Any]] = {}
+    for exploration, seed in datasets:
+        name = f"{exploration}-s{seed}"
+        runs[name] = run_validation(dirs[(exploration, seed)], out / "runs" / name, dataclasses.replace(settings, seed=seed),
+                                    estimators=estimators, sweep=False, show_progress=show_progress,
+                                    figures=figures, members=members, truth_dir=out / "truth" / f"s{seed}")
+        runs[name]["runs"] = run_info
+    tables = {}
+    for exploration in grid.explorations:
+        names = [f"{e}-s{s}" for e, s in datasets if e == exploration]
+        tables[exploration] = {
+            "datasets": names,
+            "metrics": {est: {key: _mean_sd([_metric(runs[n]["metrics"][est], path) for n in names])
+                              for key, path in GRID_METRICS} for est in estimators},
+            "n_policies": [len(runs[n]["policies"]) for n in names],
+            "n_ood_heavy": [runs[n]["metrics"][estimators[0]]["n_ood_heavy"] for n in names],
+        }
+    result = {
+        "suite": "ope_validation_grid", "grid": grid.to_dict(), "estimators": list(estimators), "tables": tables,
+        "runs": {n: {"metrics": r["metrics"], "support_targets": r["support_targets"], "dataset": r["dataset"],
+                     "timings_s": r["timings_s"], "weight_settings": r["weight_settings"],
+                     "silverman_bandwidth": r["silverman_bandwidth"],
+                     "policies": r["policies"]} for n, r in runs.items()},
+        "zoo": {"members": [m.name for m in members], "families": [m.family for m in members], "runs": run_info},
+        "timings_s": {"collect_s": collect_s, "zoo_s": zoo_s, "total_s": time.perf_counter() - t_start},
+        "machine": {"cpu_count": os.cpu_count(), "load_average_at_start": list(load_start),
+                    "load_average_at_end": list(os.getloadavg())},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "result.json", result)
+    (out / "result.md").write_text(grid_markdown(result))
+    if figures:
+        grid_scatter(result, out / "scatter.png")
+    return result
+
+
+def grid_markdown(result: dict[str, Any]) -> str:
+    """The grid's tables as Markdown: per exploration, every estimator's metrics (mean (sd) over seeds)."""
+    est = result["estimators"]
+    g = result["grid"]
+    t = result["timings_s"]
+    lines = ["# Off-policy estimators judged against the true values (grid)", "",
+             f"Zoo of {len(result['zoo']['members'])} policies; datasets of {g['n_sessions']} sessions "
+             f"(test split: the last {1 - g['train_fraction']:.0%}); {g['validation']['n_initial']} initial states, "
+             f"{g['validation']['n_rollouts']} true sessions each; FQE family K = {g['validation']['n_steps']}, "
+             f"lr {g['validation']['learning_rate']}, hidden {g['validation']['hidden']}.",
+             f"Wall time {t['total_s']:.0f} s (collection {t['collect_s']:.0f} s, zoo {t['zoo_s']:.0f} s); load average "
+             f"at start {', '.join(f'{x:.1f}' for x in result['machine']['load_average_at_start'])}, at end "
+             f"{', '.join(f'{x:.1f}' for x in result['machine']['load_average_at_end'])} on "
+             f"{result['machine']['cpu_count']} CPUs.", ""]
+    for exploration, table in result["tables"].items():
+        lines += [f"## {exploration} exploration: {', '.join(table['datasets'])} "
+                  f"({table['n_policies'][0]} policies, OOD-heavy per dataset {table['n_ood_heavy']})", "",
+                  "Mean over the datasets (sd in brackets; `n/a`: not defined, e.g. fewer than 3 supported "
+                  "policies or no lower bound).", "",
+                  "| metric | " + " | ".join(est) + " |", "| --- |" + " ---: |" * len(est)]
+        for key, _ in GRID_METRICS:
+            cells = []
+            for e in est:
+                v = table["metrics"][e][key]
+                cells.append("n/a" if v["mean"] is None else
+                             f"{v['mean']:.3f}" + (f" ({v['sd']:.3f})" if v["sd"] is not None else ""))
+            lines.append(f"| {key} | " + " | ".join(cells) + " |")
+        best = []
+        for key, better in (("Spearman", max), ("Kendall", max), ("regret@1", min), ("regret@3", min), ("nMAE", min),
+                            ("supported: Spearman", max), ("supported: regret@1", min)):
+            vals = {e: table["metrics"][e][key]["mean"] for e in est if table["metrics"][e][key]["mean"] is not None}
+            if vals:
+                b = better(vals, key=vals.get)
+                best.append(f"{key}: **{b}** ({vals[b]:.3f})")
+        lines += ["", "Best per metric (mean): " + "; ".join(best) + ".", ""]
+    lines += ["Per-dataset reports (per-policy tables, bandwidth and clip table, figures): `runs/<dataset>/result.md`.",
+              ""]
+    return "\n".join(lines)
+
+
+def grid_scatter(result: dict[str, Any], path: str | Path) -> None:
+    """Estimate against truth per estimator, pooled over the main table's datasets (one colour per
+    dataset), OOD-heavy as crosses, estimates labelled unsupported circled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    est = result["estimators"]
+    first = next(iter(result["tables"]))
+    names = result["tables"][first]["datasets"]
+    n_cols = min(4, len(est))
+    n_rows = (len(est) + n_cols - 1) // n_cols
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.0 * n_cols, 4.0 * n_rows), squeeze=False)
+    for ax in axes.flat[len(est):]:
+        ax.axis("off")
+    colours = ["tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown"]
+    for ax, e in zip(axes.flat, est):
+        lo, hi = np.inf, -np.inf
+        for i, n in enumerate(names):
+            pols = result["runs"][n]["policies"]
+            truth = np.array([p["truth"] for p in pols])
+            val = np.array([p["estimates"][e]["value"] for p in pols])
+            ood = np.array([p["ood_heavy"] for p in pols])
+            unsup = np.array([p["estimates"][e].get("supported") is False for p in pols])
+            c = colours[i % len(colours)]
+            ax.scatter(truth[~ood], val[~ood], s=14, c=c, label=n)
+            ax.scatter(truth[ood], val[ood], s=20, c=c, marker="x")
+            if unsup.any():
+                ax.scatter(truth[unsup], val[unsup], s=60, facecolors="none", edgecolors="0.4", lw=0.6)
+            lo, hi = min(lo, truth.min()), max(hi, truth.max())
+        ax.plot([lo, hi], [lo, hi], color="0.6", lw=1, ls="--")
+        m = result["tables"][first]["metrics"][e]
+        ax.set_title(f"{e}: Spearman {_f(m['Spearman']['mean'], '.2f')}, regret@1 {_f(m['regret@1']['mean'], '.2f')}",
+                     fontsize=9)
+        ax.set_xlabel("true value")
+        ax.set_ylabel("estimate")
+    axes[0][0].legend(fontsize=7, loc="upper left", title="x: OOD-heavy, o: unsupported", title_fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
