@@ -49,9 +49,10 @@ def bandit_truth() -> float:
 
 
 def sessions(seed: int, n: int, deterministic_target: bool = False, bandwidth: float | None = None):
-    """Logged rows: (episode_starts, rewards, log_ratios, obs x, actions, continues) of ``n`` sessions."""
+    """Logged rows of ``n`` sessions, session after session:
+    (episode_starts, rewards, log_ratios, x, actions (N, D_A), continues)."""
     rng = np.random.default_rng(seed)
-    starts, rewards, log_r, xs, acts, cont = [], [], [], [], [], []
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("i", "t", "start", "r", "lr", "x", "a", "cont")}
     x = rng.uniform(0, 1, n)
     alive = np.ones(n, bool)
     for t in range(H):
@@ -61,19 +62,17 @@ def sessions(seed: int, n: int, deterministic_target: bool = False, bandwidth: f
         log_b = normal_log_density(a, np.zeros(D_A), SIGMA_B)
         log_e = (gaussian_kernel_log_density(mean_e, a, bandwidth) if deterministic_target
                  else normal_log_density(a, mean_e, SIGMA_E))
-        r = B_STATE * x[idx] + a @ U + 0.1 * rng.standard_normal(idx.size)
         goes_on = (rng.uniform(size=idx.size) < CONTINUE) & (t < H - 1)
-        for k, i in enumerate(idx):
-            starts.append((i, t, t == 0)); rewards.append((i, t, r[k])); log_r.append((i, t, log_e[k] - log_b[k]))
-            xs.append((i, t, x[i])); acts.append((i, t, a[k])); cont.append((i, t, goes_on[k]))
+        for k, v in (("i", idx), ("t", np.full(idx.size, t)), ("start", np.full(idx.size, t == 0)),
+                     ("r", B_STATE * x[idx] + a @ U + 0.1 * rng.standard_normal(idx.size)), ("lr", log_e - log_b),
+                     ("x", x[idx]), ("a", a), ("cont", goes_on)):
+            cols[k].append(v)
         alive[idx] = goes_on
         x = 0.5 * x + rng.uniform(-0.1, 0.1, n)
-    order = np.lexsort((np.array([s[1] for s in starts]), np.array([s[0] for s in starts])))  # session-major rows
-
-    def col(rows):
-        return np.array([rows[j][2] for j in order])
-
-    return col(starts).astype(bool), col(rewards), col(log_r), col(xs), np.stack([acts[j][2] for j in order]), col(cont)
+    flat = {k: np.concatenate(v) for k, v in cols.items()}
+    order = np.lexsort((flat["t"], flat["i"]))  # session-major rows
+    return (flat["start"][order].astype(bool), flat["r"][order], flat["lr"][order], flat["x"][order],
+            flat["a"][order], flat["cont"][order].astype(bool))
 
 
 def _mean_and_se(values: list[float]) -> tuple[float, float]:
@@ -113,16 +112,16 @@ def test_a_wrong_behaviour_density_is_detected(stochastic_runs):
     assert abs(mean - truth) > 4 * se
 
 
-@pytest.mark.parametrize("form", ["sntis", "snpdis", "sndr"])
-def test_self_normalised_forms_are_consistent(form):
+def test_self_normalised_forms_are_consistent():
     truth = bandit_truth()
     starts, r, lr, x, a, cont = sessions(123, 40_000)
     kw = {"q_logged": np.zeros(len(x)), "v_next": np.zeros(len(x)), "v_initial": np.zeros(int(starts.sum()))}
     out = is_estimates(starts, r, lr, GAMMA, n_bootstrap=100, seed=0, **kw)
-    low, high = out["ci"][form]
-    pad = 0.5 * (high - low)
-    assert low - pad < truth < high + pad, (form, out[form], truth, low, high)
-    assert abs(out[form] - truth) < 0.05
+    for form in ("sntis", "snpdis", "sndr"):
+        low, high = out["ci"][form]
+        pad = 0.5 * (high - low)
+        assert low - pad < truth < high + pad, (form, out[form], truth, low, high)
+        assert abs(out[form] - truth) < 0.05
 
 
 def test_kernel_smoothing_of_a_deterministic_target_on_a_linear_reward():
@@ -205,8 +204,7 @@ def test_scope_rl_self_normalised_forms_agree_with_ours():
 # ----------------------------------------------------------------------------------------- bootstrap FQE
 
 
-@pytest.mark.parametrize("mdp", [SyntheticMDP(horizon=1, end="terminal", gamma=0.95),
-                                 SyntheticMDP(horizon=3, end="terminal", gamma=0.95)], ids=["1step", "3step"])
+@pytest.mark.parametrize("mdp", [SyntheticMDP(horizon=3, end="terminal", gamma=0.95)], ids=["3step"])
 def test_bootstrap_fqe_recovers_true_value(mdp):
     n_episodes = 1000
     pol = eval_policy()
@@ -219,9 +217,11 @@ def test_bootstrap_fqe_recovers_true_value(mdp):
     out = est.estimate(x0, pol)
     assert abs(out["value"] - truth) < tol, (out["value"], truth, tol)
     assert out["lower"] < out["value"] and out["member_std"] > 0 and len(out["member_values"]) == 4
-    again = BootstrapFQE(small_config(gamma=mdp.gamma), seed=0, n_members=4)
+    quick = small_config(gamma=mdp.gamma, n_steps=20, hidden=(8,))
+    again, twice = BootstrapFQE(quick, seed=0, n_members=3), BootstrapFQE(quick, seed=0, n_members=3)
     again.fit(data, pol)
-    assert again.estimate(x0, pol)["member_values"] == out["member_values"]
+    twice.fit(data, pol)
+    assert again.estimate(x0, pol)["member_values"] == twice.estimate(x0, pol)["member_values"]  # same seed
 
 
 def test_bootstrap_fqe_refuses_bad_settings():
@@ -234,8 +234,7 @@ def test_bootstrap_fqe_refuses_bad_settings():
 # ----------------------------------------------------------------------------------------- model-based
 
 
-@pytest.mark.parametrize("mdp", [SyntheticMDP(horizon=1, end="terminal", gamma=0.95),
-                                 SyntheticMDP(horizon=3, end="terminal", gamma=0.95)], ids=["1step", "3step"])
+@pytest.mark.parametrize("mdp", [SyntheticMDP(horizon=3, end="terminal", gamma=0.95)], ids=["3step"])
 def test_model_based_recovers_true_value(mdp):
     n_episodes = 1000
     pol = eval_policy()
@@ -243,14 +242,16 @@ def test_model_based_recovers_true_value(mdp):
     x0 = data.initial_observations()
     truth = float(mdp.value(x0, pol).mean())
     tol = mdp.tolerance(data, pol, n_episodes)
-    est = ModelBasedOPE(ModelBasedConfig(hidden=(64, 64), n_steps=1500, gamma=mdp.gamma, n_bootstrap=50), seed=0)
+    est = ModelBasedOPE(ModelBasedConfig(hidden=(64, 64), n_steps=1000, gamma=mdp.gamma, n_bootstrap=50), seed=0)
     est.fit(data)
     assert est.horizon == mdp.horizon
     out = est.estimate(x0, pol)
     assert abs(out["value"] - truth) < tol, (out["value"], truth, tol)
-    again = ModelBasedOPE(est.config, seed=0)
+    again = ModelBasedOPE(ModelBasedConfig(hidden=(8,), n_steps=20, gamma=mdp.gamma, n_bootstrap=10), seed=0)
     again.fit(data)
-    assert again.estimate(x0, pol)["value"] == out["value"]
+    twice = ModelBasedOPE(again.config, seed=0)
+    twice.fit(data)
+    assert again.estimate(x0, pol)["value"] == twice.estimate(x0, pol)["value"]  # same seed, same model
 
 
 # ----------------------------------------------------------------------------------------- the interface
