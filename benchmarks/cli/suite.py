@@ -185,6 +185,10 @@ def _run_ope_validation(args: argparse.Namespace) -> None:
 
     output_dir("--out", args.out)
     if args.report_only:
+        if not (args.out / "result.json").is_file() and (args.out / "runs").is_dir():  # a grid stopped early
+            ov.aggregate_finished_runs(args.out)
+            print(f"report of the finished datasets -> {args.out}/result.md, result.json")
+            return
         try:
             result = json.loads((args.out / "result.json").read_text())
         except (OSError, json.JSONDecodeError) as exc:

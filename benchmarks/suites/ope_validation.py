@@ -907,9 +907,25 @@ def run_grid(out: str | Path, grid: GridSettings = GridSettings(), estimators: S
                                     estimators=estimators, sweep=False, show_progress=show_progress,
                                     figures=figures, members=members, truth_dir=out / "truth" / f"s{seed}")
         runs[name]["runs"] = run_info
+        aggregate_grid(out, grid, estimators, runs, members, {"collect_s": collect_s, "zoo_s": zoo_s}, load_start,
+                       t_start, figures=figures and len(runs) == len(datasets))
+    return json.loads((out / "result.json").read_text())
+
+
+def aggregate_grid(out: Path, grid: GridSettings, estimators: Sequence[str], runs: dict[str, dict[str, Any]],
+                   members: Sequence[Any] | None, timings: dict[str, float], load_start: Sequence[float],
+                   t_start: float | None, figures: bool = True) -> dict[str, Any]:
+    """Write ``OUT/result.json`` and ``result.md`` (and ``scatter.png``) from the finished per-dataset
+    ``runs`` (name -> :func:`run_validation` result); called after every dataset, so a run stopped
+    early leaves the tables of the datasets it finished (``datasets_finished``)."""
+    from mtf_env.files import write_json
+
+    datasets = [f"{e}-s{s}" for e, s in grid.datasets()]
     tables = {}
     for exploration in grid.explorations:
-        names = [f"{e}-s{s}" for e, s in datasets if e == exploration]
+        names = [n for n in datasets if n.rsplit("-s", 1)[0] == exploration and n in runs]
+        if not names:
+            continue
         tables[exploration] = {
             "datasets": names,
             "metrics": {est: {key: _mean_sd([_metric(runs[n]["metrics"][est], path) for n in names])
@@ -917,23 +933,44 @@ def run_grid(out: str | Path, grid: GridSettings = GridSettings(), estimators: S
             "n_policies": [len(runs[n]["policies"]) for n in names],
             "n_ood_heavy": [runs[n]["metrics"][estimators[0]]["n_ood_heavy"] for n in names],
         }
+    first = next(iter(runs.values())) if runs else None
     result = {
         "suite": "ope_validation_grid", "grid": grid.to_dict(), "estimators": list(estimators), "tables": tables,
+        "datasets_planned": datasets, "datasets_finished": [n for n in datasets if n in runs],
         "runs": {n: {"metrics": r["metrics"], "support_targets": r["support_targets"], "dataset": r["dataset"],
                      "timings_s": r["timings_s"], "weight_settings": r["weight_settings"],
                      "silverman_bandwidth": r["silverman_bandwidth"],
                      "policies": r["policies"]} for n, r in runs.items()},
-        "zoo": {"members": [m.name for m in members], "families": [m.family for m in members], "runs": run_info},
-        "timings_s": {"collect_s": collect_s, "zoo_s": zoo_s, "total_s": time.perf_counter() - t_start},
+        "zoo": {"members": [m.name for m in members] if members is not None else
+                [p["name"] for p in first["policies"]] if first else [],
+                "runs": first["runs"] if first else {}},
+        "timings_s": {**timings, "total_s": (time.perf_counter() - t_start) if t_start is not None else
+                      sum(r["timings_s"]["total_s"] for r in runs.values()) + sum(timings.values())},
         "machine": {"cpu_count": os.cpu_count(), "load_average_at_start": list(load_start),
                     "load_average_at_end": list(os.getloadavg())},
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "result.json", result)
     (out / "result.md").write_text(grid_markdown(result))
-    if figures:
+    if figures and tables:
         grid_scatter(result, out / "scatter.png")
     return result
+
+
+def aggregate_finished_runs(out: str | Path, grid: GridSettings = GridSettings(),
+                            estimators: Sequence[str] = GRID_ESTIMATORS) -> dict[str, Any]:
+    """:func:`aggregate_grid` from the ``OUT/runs/*/result.json`` files alone (a grid stopped early);
+    the wall time is then the sum of the finished runs' (collection and zoo not included)."""
+    out = Path(out)
+    runs = {}
+    for exploration, seed in grid.datasets():
+        path = out / "runs" / f"{exploration}-s{seed}" / "result.json"
+        if path.is_file():
+            runs[f"{exploration}-s{seed}"] = json.loads(path.read_text())
+    if not runs:
+        raise ValueError(f"{out}/runs holds no finished dataset (runs/<exploration>-s<seed>/result.json)")
+    return aggregate_grid(out, grid, estimators, runs, None, {"collect_s": 0.0, "zoo_s": 0.0},
+                          [float("nan")] * 3, None)
 
 
 def grid_markdown(result: dict[str, Any]) -> str:
@@ -950,6 +987,10 @@ def grid_markdown(result: dict[str, Any]) -> str:
              f"at start {', '.join(f'{x:.1f}' for x in result['machine']['load_average_at_start'])}, at end "
              f"{', '.join(f'{x:.1f}' for x in result['machine']['load_average_at_end'])} on "
              f"{result['machine']['cpu_count']} CPUs.", ""]
+    planned, finished = result.get("datasets_planned", []), result.get("datasets_finished", [])
+    if planned and len(finished) < len(planned):
+        lines += [f"**Partial**: {len(finished)} of {len(planned)} datasets finished ({', '.join(finished)}); not "
+                  f"finished: {', '.join(n for n in planned if n not in finished)}.", ""]
     for exploration, table in result["tables"].items():
         lines += [f"## {exploration} exploration: {', '.join(table['datasets'])} "
                   f"({table['n_policies'][0]} policies, OOD-heavy per dataset {table['n_ood_heavy']})", "",
