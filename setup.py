@@ -28,6 +28,8 @@ setup(
         "minari>=0.5,<0.6",
         "numba>=0.60",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    # scope: SCOPE-RL, used only by a cross-check test of our importance-sampling estimators
+    # (it imports the old gym and pulls in hydra-core, so it stays out of the core install)
+    extras_require={"test": ["pytest>=8"], "scope": ["scope-rl==0.2.1"]},
     entry_points={"console_scripts": ["mtf-bench=benchmarks.cli:main"]},
 )
