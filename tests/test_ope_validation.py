@@ -284,6 +284,7 @@ def test_tiny_grid_every_estimator_two_explorations(tmp_path):
     (out / "result.json").unlink()
     assert main(["suite", "ope-validation", "--out", str(out), "--report-only"]) == 0
     saved = json.loads((out / "result.json").read_text())
-    # the default grid plans mixed-s0..s2, random-s0 and action-noise-s0: two of five finished
+    # the default grid plans mixed-s0, random-s0, action-noise-s0, mixed-s1, mixed-s2: two finished
     assert saved["datasets_finished"] == ["mixed-s0", "random-s0"]
+    assert ov.GridSettings().datasets() == [("mixed", 0), ("random", 0), ("action-noise", 0), ("mixed", 1), ("mixed", 2)]
     assert "**Partial**" in (out / "result.md").read_text()

@@ -815,9 +815,12 @@ class GridSettings:
             raise ValueError(f"GridSettings.train_fraction must lie in (0, 1), got {self.train_fraction}")
 
     def datasets(self) -> list[tuple[str, int]]:
-        """(exploration, seed) of every dataset, the main table's first."""
-        out = [("mixed", s) for s in self.seeds] if "mixed" in self.explorations else []
-        out += [(e, s) for e in self.explorations if e != "mixed" for s in self.exploration_seeds]
+        """(exploration, seed) of every dataset in run order: every exploration at the first seed (they
+        share true values), then the other seeds of mixed and of the other explorations."""
+        first = self.seeds[0]
+        out = [(e, first if e == "mixed" else self.exploration_seeds[0]) for e in self.explorations]
+        out += [("mixed", s) for s in self.seeds[1:] if "mixed" in self.explorations]
+        out += [(e, s) for e in self.explorations if e != "mixed" for s in self.exploration_seeds[1:]]
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -882,9 +885,12 @@ def run_grid(out: str | Path, grid: GridSettings = GridSettings(), estimators: S
     """
     from mtf_env.files import write_json
 
+    import torch
+
     out = Path(out)
     t_start = time.perf_counter()
     load_start = os.getloadavg()
+    torch.set_num_threads(1)  # also for the quick TD3 (run_validation sets it for the fits)
     for label in estimators:
         canonical_estimator(label)
     settings = grid.validation
