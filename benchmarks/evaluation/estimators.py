@@ -372,7 +372,8 @@ class OPEContext:
             fit = self.fqe(policy, key, alpha, kind)
             value, ci_low, ci_high = fit["value"], fit["ci_low"], fit["ci_high"]
             lower = ci_low
-            extra = {"alpha_c": alpha, "fit_stats": fit["fit_stats"], "ci_level": fit["ci_level"]}
+            extra = {"alpha_c": alpha, "fit_stats": fit["fit_stats"], "ci_level": fit["ci_level"],
+                     "n_states": fit["n_states"], "std_error": fit["std_error"]}
         elif name == "bootstrap-fqe":
             from agents.ope import BootstrapFQE
 
@@ -382,19 +383,21 @@ class OPEContext:
             out = est.estimate(self.split.initial_observations, policy)
             value, ci_low, ci_high, lower = out["value"], out["ci_low"], out["ci_high"], out["lower"]
             extra = {"member_values": out["member_values"], "member_std": out["member_std"],
-                     "lower_level": out["lower_level"], "fit_stats": est.fit_stats, "ci_level": out["ci_level"]}
+                     "lower_level": out["lower_level"], "fit_stats": est.fit_stats, "ci_level": out["ci_level"],
+                     "n_states": out["n_states"]}
         elif name == "model-based":
             model = self.model()
             out = model.estimate(self.split.initial_observations, policy)
             value, ci_low, ci_high, lower = out["value"], out["ci_low"], out["ci_high"], None
-            extra = {"horizon": model.horizon, "model_fit_s": model.fit_stats["fit_s"], "ci_level": out["ci_level"]}
+            extra = {"horizon": model.horizon, "model_fit_s": model.fit_stats["fit_s"], "ci_level": out["ci_level"],
+                     "n_states": out["n_states"]}
         else:  # the IS family
             out = self.is_family(policy, key, with_dr=name in ("dr", "sndr"))
             value = out[name]
             ci_low, ci_high = out["ci"][name]
             lower = ci_low
             extra = {"bandwidth": out["bandwidth"], "clip": out["clip"], "clipped_share": out["clipped_share"],
-                     "ci_level": self.settings.ci_level}
+                     "ci_level": self.settings.ci_level, "n_sessions": out["n_sessions"]}
         support = self.support(policy, key)
         return {"estimator": name, "value": float(value), "lower": None if lower is None else float(lower),
                 "ci_low": float(ci_low), "ci_high": float(ci_high), "support": support,
