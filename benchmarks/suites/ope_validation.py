@@ -35,6 +35,15 @@ What it does (every step writes files; a rerun with the same settings reuses fin
    truth, one panel per estimator, OOD-heavy marked), ``OUT/alpha_sweep.png``, ``OUT/fits/``
    (one JSON per fit, reused by reruns with identical settings), ``OUT/truth/``.
 
+Grid (:func:`run_grid`; ``mtf-bench suite ope-validation`` without ``--data``): the same harness for
+every estimator of :mod:`benchmarks.evaluation.estimators` (:data:`GRID_ESTIMATORS`) on datasets it
+collects itself (:class:`GridSettings`: 4,000 sessions, half in the test split, mixed exploration at
+seeds 0, 1, 2 and random and action-noise exploration at seed 0), one 35-policy zoo for all of them;
+each estimate carries its lower bound and support label, and the tables give every metric as mean
+and sd over the seeds, also restricted to the policies each estimator labels supported
+(:func:`support_metrics`), and the IS forms at three kernel bandwidths with and without a clip
+(:func:`weight_settings_table`). Files: ``OUT/result.md|json``, ``OUT/scatter.png``, ``OUT/runs/<dataset>/``.
+
 Budget: :data:`DEFAULT_SETTINGS` are reduced so the whole harness runs in about 20 minutes on a
 loaded 2-core CPU; :data:`PAPER_SETTINGS` names the paper's for people with more compute. The
 reduction keeps ``learning_rate * n_steps`` at the paper's 0.5: with Adam the CQL term lowers Q
