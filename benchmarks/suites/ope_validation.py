@@ -510,9 +510,19 @@ def run_validation(data_dir: str | Path, out: str | Path, settings: ValidationSe
     # 5. metrics --------------------------------------------------------------------------------
     metrics = {}
     for label in estimators:
-        metrics[label] = estimator_metrics(truth, estimates[label], ood_heavy, settings.n_bootstrap,
+        # a self-normalised IS estimate is undefined (NaN) when every weight is 0: such policies are left
+        # out of that estimator's metrics and counted (they are labelled unsupported: ESS 0)
+        ok = np.isfinite(estimates[label])
+        metrics[label] = estimator_metrics(truth[ok], estimates[label][ok], ood_heavy[ok], settings.n_bootstrap,
                                            settings.ci_level, settings.seed)
-        metrics[label].update(support_metrics(truth, fits[label], ood_heavy, settings))
+        metrics[label]["n_undefined"] = int((~ok).sum())
+        metrics[label].update(support_metrics(truth[ok], [r for r, keep in zip(fits[label], ok) if keep],
+                                              ood_heavy[ok], settings))
+        if not ok.all():  # the OOD-heavy share counts every OOD-heavy policy (an undefined estimate is unsupported)
+            sup = np.array([bool(r.get("supported", True)) for r in fits[label]])
+            low = np.array([np.nan if r.get("lower") is None else r["lower"] for r in fits[label]], dtype=float)
+            hit = (np.isfinite(low) & (low < truth)) | ~sup | ~ok
+            metrics[label]["ood_lower_below_or_unsupported"] = float(hit[ood_heavy].mean()) if ood_heavy.any() else None
     targets = check_targets(metrics["conservative"]) if "conservative" in metrics else {}
     support_targets = {label: check_support_targets(metrics[label]) for label in estimators}
     span = value_range(truth)
@@ -730,9 +740,9 @@ def scatter_figure(result: dict[str, Any], path: str | Path) -> None:
     for ax in axes.flat[len(names):]:
         ax.axis("off")
     for ax, name in zip(axes.flat, names):
-        est = np.array([p["estimates"][name]["value"] for p in pols])
-        lo = min(truth.min(), est.min())
-        hi = max(truth.max(), est.max())
+        est = np.array([p["estimates"][name]["value"] for p in pols], dtype=float)
+        lo = min(truth.min(), np.nanmin(est)) if np.isfinite(est).any() else truth.min()
+        hi = max(truth.max(), np.nanmax(est)) if np.isfinite(est).any() else truth.max()
         pad = 0.05 * (hi - lo or 1.0)
         ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.6", lw=1, ls="--", label="estimate = truth")
         ax.scatter(truth[~ood], est[~ood], s=22, c="tab:blue", label="in-distribution")
@@ -869,7 +879,7 @@ GRID_METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("regret@3", ("regret_at_3",)), ("nMAE", ("nmae",)),
     ("lower below truth", ("share_lower_below",)), ("lower below truth (OOD-heavy)", ("share_lower_below_ood",)),
     ("OOD-heavy: lower below or unsupported", ("ood_lower_below_or_unsupported",)),
-    ("n supported", ("n_supported",)),
+    ("n supported", ("n_supported",)), ("n undefined (all weights 0)", ("n_undefined",)),
     ("supported: Spearman", ("supported", "spearman")), ("supported: Kendall", ("supported", "kendall")),
     ("supported: regret@1", ("supported", "regret_at_1")), ("supported: regret@3", ("supported", "regret_at_3")),
     ("supported: nMAE", ("supported", "nmae")),
