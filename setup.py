@@ -36,6 +36,9 @@ setup(
         "tutorials": ["jupyterlab>=4", "ipykernel>=6.29"],
         # the optional Ray executor of the paper suite (`mtf-bench suite run --executor ray`, docs/cluster.md)
         "ray": ["ray>=2.40,<3"],
+        # SCOPE-RL, used only by a cross-check test of our importance-sampling estimators
+        # (it imports the old gym and pulls in hydra-core, so it stays out of the core install)
+        "scope": ["scope-rl==0.2.1"],
     },
     entry_points={"console_scripts": ["mtf-bench=benchmarks.cli:main"]},
 )

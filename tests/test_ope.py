@@ -9,6 +9,8 @@ after ``horizon`` steps of a time-homogeneous process, whose true value is the u
 """
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -476,15 +478,22 @@ def test_d3rlpy_fqe_refuses_cql_weight():
 
 
 def test_d3rlpy_fqe_without_progress_prints_no_log_lines(capfd):
+    import d3rlpy  # noqa: F401  (configures structlog when imported: the caller's configuration is the one after it)
     import structlog
 
     data, pol = small_problem()
     cfg = small_config(n_steps=20, alpha_c=0.0, hidden=(8, 8), batch_size=16)
-    before = structlog.get_config()
-    D3rlpyFQE(cfg, seed=0).fit(data, pol, show_progress=False)
-    quiet = capfd.readouterr().out
-    assert structlog.get_config() == before, "the caller's structlog configuration is restored"
-    D3rlpyFQE(cfg, seed=0).fit(data, pol, show_progress=True)
-    loud = capfd.readouterr().out
+    outer = structlog.get_config()
+    # an in-process CLI test may have quietened structlog for the whole process: let every level through
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.NOTSET))
+    try:
+        before = structlog.get_config()
+        D3rlpyFQE(cfg, seed=0).fit(data, pol, show_progress=False)
+        quiet = capfd.readouterr().out
+        assert structlog.get_config() == before, "the caller's structlog configuration is restored"
+        D3rlpyFQE(cfg, seed=0).fit(data, pol, show_progress=True)
+        loud = capfd.readouterr().out
+    finally:
+        structlog.configure(**outer)
     assert "Parameters" in loud  # d3rlpy's settings line: what the quiet fit must not print
     assert "Parameters" not in quiet and "fqe: epoch=1" not in quiet

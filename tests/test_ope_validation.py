@@ -250,3 +250,41 @@ def test_harness_refuses_bad_inputs(tiny_dataset, tmp_path):
         ov.ValidationSettings(n_steps=0)
     with pytest.raises(ValueError, match="alpha_c"):
         ov.ValidationSettings(sweep_alphas=(0.0, -1.0))
+
+
+def test_tiny_grid_every_estimator_two_explorations(tmp_path):
+    from benchmarks.evaluation.estimators import ESTIMATORS
+
+    v = ov.ValidationSettings(n_steps=10, batch_size=32, hidden=(8,), target_update_every=5, n_initial=15,
+                              n_rollouts=1, n_random=1, sweep_alphas=(), td3_steps=10, td3_hidden=(8,),
+                              model_steps=10, model_hidden=(8,), n_members=2, n_bootstrap=30, n_bootstrap_states=10,
+                              n_bootstrap_sessions=10)
+    grid = ov.GridSettings(seeds=(0,), explorations=("mixed", "random"), n_sessions=60, validation=v)
+    out = tmp_path / "grid"
+    result = ov.run_grid(out, grid, show_progress=False)
+    assert result["datasets_finished"] == ["mixed-s0", "random-s0"]
+    assert set(result["tables"]) == {"mixed", "random"}
+    for exploration in ("mixed", "random"):
+        metrics = result["tables"][exploration]["metrics"]
+        assert set(metrics) == set(ov.GRID_ESTIMATORS) and set(ov.GRID_ESTIMATORS) <= set(ESTIMATORS)
+        assert metrics["bootstrap-fqe"]["lower below truth"]["n"] == 1
+        assert metrics["model-based"]["lower below truth"]["mean"] is None  # no lower bound
+    run = result["runs"]["mixed-s0"]
+    assert len(run["policies"]) == 21  # 6 presets, 1 random, 5 noisy, 4 degraded, 4 corners, the quick TD3
+    for p in run["policies"]:
+        for e in ov.GRID_ESTIMATORS:
+            assert isinstance(p["estimates"][e]["supported"], bool)
+    assert {r["form"] for r in run["weight_settings"]} == {"tis", "sntis", "pdis", "snpdis"}
+    assert (out / "result.md").read_text().startswith("# Off-policy estimators judged against the true values")
+    assert (out / "scatter.png").is_file() and (out / "runs" / "random-s0" / "scatter.png").is_file()
+    # the explorations of one seed share the true values (same users, same world)
+    truth = {p["name"]: p["truth"] for p in run["policies"]}
+    assert all(truth[p["name"]] == p["truth"] for p in result["runs"]["random-s0"]["policies"])
+    # a grid stopped early: the report of the finished datasets from their files alone
+    (out / "result.json").unlink()
+    assert main(["suite", "ope-validation", "--out", str(out), "--report-only"]) == 0
+    saved = json.loads((out / "result.json").read_text())
+    # the default grid plans mixed-s0, random-s0, action-noise-s0, mixed-s1, mixed-s2: two finished
+    assert saved["datasets_finished"] == ["mixed-s0", "random-s0"]
+    assert ov.GridSettings().datasets() == [("mixed", 0), ("random", 0), ("action-noise", 0), ("mixed", 1), ("mixed", 2)]
+    assert "**Partial**" in (out / "result.md").read_text()

@@ -23,8 +23,10 @@ from pathlib import Path
 
 from .common import dataset_dir, in_unit_interval, non_negative, output_file, parse_reward, positive, widths
 
-#: Estimator names (``d3rlpy-fqe`` is d3rlpy's FQE, alpha_c must be 0); as in benchmarks.evaluation.estimators.
-ESTIMATORS: tuple[str, ...] = ("conservative", "d3rlpy-fqe")
+#: Estimator names, as benchmarks.evaluation.estimators.ESTIMATORS plus the alias ``conservative``
+#: (a copy, so ``--help`` does not import the evaluation library; a test keeps them equal).
+ESTIMATORS: tuple[str, ...] = ("conservative", "fqe", "conservative-fqe", "d3rlpy-fqe", "bootstrap-fqe", "model-based",
+                               "tis", "sntis", "pdis", "snpdis", "dr", "sndr")
 #: Option -> ConservativeFQEConfig field of the options that default to the config's value.
 CONFIG_OPTIONS: dict[str, str] = {
     "alpha_c": "alpha_c", "steps": "n_steps", "batch_size": "batch_size", "lr": "learning_rate",
@@ -49,8 +51,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gamma", type=float, help="discount (default 0.95)")
     p.add_argument("--n-bootstrap", type=int, help="bootstrap resamples of the initial states (default 1000)")
     p.add_argument("--reward", default="default", help="reward preset the transitions are relabelled with")
-    p.add_argument("--estimator", choices=ESTIMATORS, default="conservative",
-                   help="conservative (ours, any alpha_c) or d3rlpy-fqe (d3rlpy's FQE; needs --alpha-c 0)")
+    p.add_argument("--estimator", choices=ESTIMATORS, default="conservative", metavar="NAME",
+                   help="conservative / conservative-fqe (ours, any alpha_c), fqe (alpha_c 0), d3rlpy-fqe (needs "
+                        "--alpha-c 0), bootstrap-fqe, model-based, tis, sntis, pdis, snpdis, dr, sndr "
+                        "(default conservative)")
+    p.add_argument("--bandwidth-scale", type=float, default=1.0,
+                   help="IS family: kernel bandwidth as a multiple of Silverman's rule (default 1)")
+    p.add_argument("--clip", type=float, help="IS family: cap on each step's importance ratio (default none)")
+    p.add_argument("--n-members", type=int, default=5, help="bootstrap-fqe: ensemble members (default 5)")
     p.add_argument("--out", required=True, type=Path, help="results JSON file (a .md table is written next to it)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=_run)
@@ -61,6 +69,11 @@ def _run(args: argparse.Namespace) -> None:
         positive("--" + option.replace("_", "-"), getattr(args, option))
     positive("--seed", args.seed, 0)
     non_negative("--alpha-c", args.alpha_c)
+    for option, value in (("--bandwidth-scale", args.bandwidth_scale), ("--clip", args.clip)):
+        non_negative(option, value)
+        if value == 0:
+            raise ValueError(f"{option} must be > 0, got {value}")
+    positive("--n-members", args.n_members, 2)
     non_negative("--lr", args.lr)
     in_unit_interval("--gamma", args.gamma)
     reward = parse_reward(args.reward)
@@ -71,14 +84,17 @@ def _run(args: argparse.Namespace) -> None:
     import torch
 
     from agents.ope import ConservativeFQEConfig
-    from benchmarks.evaluation.estimators import markdown_table, run_ope
+    from benchmarks.evaluation.estimators import EstimatorSettings, markdown_table, run_ope
 
     # one torch thread was measured to be fastest on the shared 2-core machine
     torch.set_num_threads(1)
     given = {field: getattr(args, option) for option, field in CONFIG_OPTIONS.items()
              if getattr(args, option) is not None}
     config = dataclasses.replace(ConservativeFQEConfig(), **given)
+    settings = EstimatorSettings(fqe=config, n_members=args.n_members, bandwidth_scale=args.bandwidth_scale,
+                                 clip=args.clip)
     result = run_ope(args.policy, args.data, config, args.seed, args.out, estimator=args.estimator,
-                     n_initial=config.n_initial_states, reward=reward, show_progress=not args.no_progress)
+                     n_initial=config.n_initial_states, reward=reward, show_progress=not args.no_progress,
+                     settings=settings)
     print(markdown_table(result), end="")
     print(f"results -> {args.out}, {Path(args.out).with_suffix('.md')}")

@@ -132,7 +132,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d = ope_validation.DEFAULT_SETTINGS
     o = suites.add_parser("ope-validation", help="the Conservative-OPEstimator judged against true values on a "
                                                  "policy zoo", description=ope_validation.__doc__.split("\n")[0])
-    o.add_argument("--data", type=Path, default=Path("datasets/small"), help="logged dataset directory")
+    o.add_argument("--data", type=Path, default=None,
+                   help="one logged dataset directory; without it the grid runs: datasets of several seeds and "
+                        "explorations are collected under OUT/data and every estimator is compared")
+    o.add_argument("--estimators", default=None,
+                   help="comma-separated estimator names (grid default: "
+                        f"{','.join(ope_validation.GRID_ESTIMATORS)}; one dataset: conservative,fqe,d3rlpy-fqe)")
+    o.add_argument("--seeds", default=None, help="grid: dataset seeds of the mixed-exploration table (default 0,1,2)")
+    o.add_argument("--explorations", default=None,
+                   help="grid: behaviour policies (default mixed,random,action-noise)")
+    o.add_argument("--exploration-seeds", default=None,
+                   help="grid: dataset seeds of the explorations other than mixed (default 0)")
+    o.add_argument("--sessions", type=int, default=None, help="grid: sessions per collected dataset (default 4000)")
     o.add_argument("--out", type=Path, default=Path("results/ope_validation"), help="output directory")
     o.add_argument("--runs", action="append", default=None,
                    help=f"directory searched for trained runs, repeatable (default "
@@ -334,14 +345,24 @@ def _run_ope_validation(args: argparse.Namespace) -> None:
 
     output_dir("--out", args.out)
     if args.report_only:
+        if not (args.out / "result.json").is_file() and (args.out / "runs").is_dir():  # a grid stopped early
+            ov.aggregate_finished_runs(args.out)
+            print(f"report of the finished datasets -> {args.out}/result.md, result.json")
+            return
         try:
             result = json.loads((args.out / "result.json").read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"cannot read {args.out / 'result.json'}: {exc}") from None
+        if result.get("suite") == "ope_validation_grid":
+            (args.out / "result.md").write_text(ov.grid_markdown(result))
+            ov.grid_scatter(result, args.out / "scatter.png")
+            print(f"report -> {args.out}/result.md, scatter.png")
+            return
         ov.write_report(result, args.out)
         print(f"report -> {args.out}/result.md, scatter.png, alpha_sweep.png")
         return
-    dataset_dir("--data", args.data)
+    if args.data is not None:
+        dataset_dir("--data", args.data)
     for option in ("steps", "rollouts", "n_initial", "td3_steps", "runs_per_algo"):
         positive("--" + option.replace("_", "-"), getattr(args, option))
     positive("--seed", args.seed, 0)
@@ -355,10 +376,56 @@ def _run_ope_validation(args: argparse.Namespace) -> None:
     changes = {k: v for k, v in {"n_steps": args.steps, "learning_rate": args.lr, "n_rollouts": args.rollouts,
                                  "n_initial": args.n_initial, "td3_steps": args.td3_steps, "seed": args.seed}.items()
                if v is not None}
+    positive("--sessions", args.sessions, 20)
+    from benchmarks.evaluation.estimators import ESTIMATOR_ALIASES, ESTIMATORS
+
+    estimators = None
+    if args.estimators is not None:
+        estimators = tuple(e.strip() for e in args.estimators.split(",") if e.strip())
+        bad = [e for e in estimators if e not in ESTIMATORS and e not in ESTIMATOR_ALIASES]
+        if bad or not estimators:
+            raise ValueError(f"--estimators: unknown {bad or 'none given'}; choose from {', '.join(ESTIMATORS)}")
+
+    def int_list(option: str, text: str | None) -> tuple[int, ...] | None:
+        if text is None:
+            return None
+        try:
+            values = tuple(int(x) for x in text.split(",") if x.strip())
+        except ValueError:
+            raise ValueError(f"{option} must be comma-separated integers, got {text!r}") from None
+        if not values or min(values) < 0:
+            raise ValueError(f"{option} must be comma-separated integers >= 0, got {text!r}")
+        return values
+
+    if args.data is None:
+        from agents.behaviour import is_behaviour_spec
+
+        grid = ov.GridSettings()
+        explorations = None
+        if args.explorations is not None:
+            explorations = tuple(e.strip() for e in args.explorations.split(",") if e.strip())
+            bad = [e for e in explorations if e not in ("mixed", "random", "action-noise") and not is_behaviour_spec(e)]
+            if bad or not explorations:
+                raise ValueError(f"--explorations: unknown behaviour policies {bad or 'none given'}")
+        grid_changes = {k: v for k, v in {"seeds": int_list("--seeds", args.seeds),
+                                          "exploration_seeds": int_list("--exploration-seeds", args.exploration_seeds),
+                                          "explorations": explorations, "n_sessions": args.sessions}.items()
+                        if v is not None}
+        base_v = dataclasses.replace(grid.validation, **changes) if not args.paper else dataclasses.replace(
+            ov.PAPER_SETTINGS, n_initial=grid.validation.n_initial, n_random=grid.validation.n_random,
+            sweep_alphas=(), **changes)
+        grid = dataclasses.replace(grid, validation=base_v, **grid_changes)
+        result = ov.run_grid(args.out, grid, estimators=estimators or ov.GRID_ESTIMATORS,
+                             run_roots=() if args.runs is None else roots, train_td3=not args.no_td3,
+                             show_progress=not args.no_progress)
+        print(ov.grid_markdown(result))
+        print(f"results -> {args.out}/result.json, result.md, scatter.png, runs/*/")
+        return
     settings = dataclasses.replace(base, **changes)  # ValidationSettings checks its values
 
     result = ov.run_validation(args.data, args.out, settings, run_roots=roots, train_td3=not args.no_td3,
                                sweep=not args.no_sweep, show_progress=not args.no_progress,
-                               runs_per_algo=args.runs_per_algo)
+                               runs_per_algo=args.runs_per_algo,
+                               **({"estimators": estimators} if estimators else {}))
     print(ov.markdown_report(result))
     print(f"results -> {args.out}/result.json, result.md, scatter.png, alpha_sweep.png")
