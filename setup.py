@@ -27,6 +27,7 @@ setup(
         "seaborn>=0.13",
         "minari>=0.5,<0.6",
         "numba>=0.60",
+        "cma>=3.3,<5",
     ],
     extras_require={"test": ["pytest>=8"]},
     entry_points={"console_scripts": ["mtf-bench=benchmarks.cli:main"]},
