@@ -71,6 +71,20 @@ def test_ceiling_users_disjoint_result_loads_as_policy_and_is_cached(ceiling, sm
     assert again.summary["config_hash"] == summary["config_hash"]
 
 
+def test_regret_to_ceiling_is_paired_with_the_judgement(ceiling, small_config):
+    from agents.static import StaticPolicy
+    from benchmarks.evaluation.ceiling import regret_to_ceiling
+
+    got = regret_to_ceiling({"best": ceiling.policy(), "production": StaticPolicy.preset("production")}, ceiling,
+                            small_config)
+    assert got["best"]["regret"]["mean"] == 0.0 and got["best"]["regret"]["se"] == 0.0
+    judged = ceiling.summary["references"]["static:production"]
+    assert got["production"]["true_value"]["value"] == pytest.approx(judged["value"], abs=1e-12)
+    assert got["production"]["regret"]["mean"] == pytest.approx(-judged["vs_best"]["mean"], abs=1e-12)
+    with pytest.raises(ValueError, match="another world"):
+        regret_to_ceiling({"p": ceiling.policy()}, ceiling, None)
+
+
 def test_linear_feature_policy_round_trip_and_schedule(tmp_path):
     obs_dim = 6
     policy = LinearFeaturePolicy(obs_dim, bias=np.full(12, 0.1), features=[0, 1], mean=[0.5, 0.5], scale=[1, 2],

@@ -356,6 +356,29 @@ def regret(ceiling_value, policy_value) -> dict[str, float]:
     return paired_difference(ceiling_value.per_state, policy_value.per_state)
 
 
+def regret_to_ceiling(policies: dict[str, Any], ceiling: Ceiling, sim_config: SimConfig | None = None,
+                      show_progress: bool = False) -> dict[str, dict[str, Any]]:
+    """Each policy's true value on the ceiling's judgement users and its regret to the best reference.
+
+    The same users, ``n_rollouts_judge`` and judgement seed as the ceiling's own judgement
+    (common random numbers), so the regrets are paired. Refuses a world other than the ceiling's.
+    Returns name -> ``{"true_value": {...}, "regret": paired_difference}``.
+    """
+    world = json.loads(json.dumps((sim_config or SimConfig()).to_json(), default=str))
+    if world != ceiling.summary["world"]:
+        raise ValueError(f"the ceiling in {ceiling.directory} was searched in another world")
+    cfg = ceiling.summary["config"]
+    sim = Simulator(sim_config or SimConfig())
+    kw = dict(gamma=cfg["gamma"], n_rollouts=cfg["n_rollouts_judge"], seed=ceiling.summary["users"]["judge_seed"],
+              sim=sim, block_size=cfg["block_size"])
+    best = true_value(ceiling.policy(), ceiling.judge_ids, **kw)
+    out = {}
+    for name, policy in tqdm(policies.items(), desc="regret", disable=not show_progress):
+        tv = true_value(policy, ceiling.judge_ids, **kw)
+        out[name] = {"true_value": tv.to_json(), "regret": regret(best, tv)}
+    return out
+
+
 def with_generations(config: CeilingConfig, generations: tuple[int, int, int]) -> CeilingConfig:
     """``config`` with other generations per stage."""
     return replace(config, generations=tuple(generations))

@@ -146,7 +146,12 @@ class LoopConfig:
         """What a resumed loop must share with the one on disk (everything but ``rounds``)."""
         d = asdict(self)
         d.pop("rounds")
-        d["ope_hidden"] = list(self.ope_hidden)
+        if self.online:  # the settings of logged data, training, OPE and the A/B test do not apply
+            for key in ("window_days", "warm_start", "exploration", "noise_std", "random_std", "steps", "ab_users",
+                        "ab_days", "ope_steps", "ope_hidden"):
+                d.pop(key)
+        if "ope_hidden" in d:
+            d["ope_hidden"] = list(self.ope_hidden)
         return json.loads(json.dumps(d, default=str))
 
     def bo_arm(self) -> "LoopConfig":
@@ -429,7 +434,7 @@ def _rows(out: Path) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any
 def _label(meta: dict[str, Any]) -> str:
     c = meta["config"]
     name = c["algo"]
-    if c["algo"] not in ONLINE_ALGOS and c["exploration"] == "random":
+    if c["algo"] not in ONLINE_ALGOS and c.get("exploration") == "random":
         name += "-RE"
     if c.get("warm_start"):
         name += "+warm"
@@ -462,11 +467,16 @@ def _lift(d: dict[str, float]) -> str:
 def loop_markdown(report: dict[str, Any]) -> str:
     """One row per round: users served, true value, regret, lifts over BO, coverage, OPE."""
     c = report["config"]
+    if c["algo"] in ONLINE_ALGOS:
+        setting = (f"{c['users']} users/day served online in {c['online_rounds_per_day'] or DEFAULT_ONLINE_ROUNDS[c['algo']]}"
+                   f" round(s) per day, overrides {c['overrides']}")
+    else:
+        setting = (f"{c['users']} users/day, window {c['window_days']} days, exploration {c['exploration']} "
+                   f"(noise {c['noise_std']}, random {c['random_std']}), steps/round {c['steps']}, "
+                   f"overrides {c['overrides']}, warm start {c['warm_start']}")
     lines = [f"## Loop {report['label']}", "",
-             f"{c['users']} users/day, window {c['window_days']} days, exploration {c['exploration']} "
-             f"(noise {c['noise_std']}, random {c['random_std']}), steps/round {c['steps']}, "
-             f"overrides {c['overrides']}, warm start {c['warm_start']}; true value on {c['eval_users']} held-out "
-             f"states x {c['eval_rollouts']} sessions (CRN, same states every round).", ""]
+             f"{setting}; true value on {c['eval_users']} held-out states x {c['eval_rollouts']} sessions "
+             "(CRN, same states every round).", ""]
     prod, ceil = report.get("production") or {}, report.get("ceiling") or {}
     if prod:
         lines.append(f"Production: {prod['value']:.4f} +- {prod['se']:.4f}" +
