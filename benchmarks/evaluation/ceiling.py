@@ -325,7 +325,7 @@ def find_ceiling(out: str | Path, config: CeilingConfig | None = None, sim_confi
     }
     write_json(out / CEILING_NAME, summary)
     (out / "ceiling.md").write_text(ceiling_markdown(summary))
-    return Ceiling(out, summary)
+    return load_ceiling(out)  # as the file holds it (JSON types), the same as a cached result
 
 
 def ceiling_markdown(summary: dict[str, Any]) -> str:
