@@ -170,25 +170,39 @@ def test_online_arm_serves_the_same_traffic(tmp_path, small_config):
         assert rec["online_budget"]["sessions"] == (day + 1) * 80 == rec["users_served"]
 
 
-def test_warm_start_loads_the_previous_networks(tmp_path):
-    from agents.batchrl_mtf import BatchRLMTF, BatchRLMTFConfig
+def _random_transitions(n: int = 256, d: int = 5):
     from mtf_env.transitions import TransitionArrays
 
     rng = np.random.default_rng(0)
-    n, d = 256, 5
-    data = TransitionArrays(rng.random((n, d), dtype=np.float32), rng.uniform(-1, 1, (n, 12)).astype(np.float32),
+    return TransitionArrays(rng.random((n, d), dtype=np.float32), rng.uniform(-1, 1, (n, 12)).astype(np.float32),
                             rng.random(n, dtype=np.float32), rng.random((n, d), dtype=np.float32),
                             np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool))
-    cfg = BatchRLMTFConfig(actor_hidden=(16,), critic_hidden=(16,), vae_hidden=(16,), batch_size=16)
-    first = BatchRLMTF(cfg)
+
+
+def _make_agent(algo: str):
+    if algo == "batchrl-mtf":
+        from agents.batchrl_mtf import BatchRLMTF, BatchRLMTFConfig
+
+        return BatchRLMTF(BatchRLMTFConfig(actor_hidden=(16,), critic_hidden=(16,), vae_hidden=(16,), batch_size=16))
+    from agents.offline_d3rlpy import TD3Agent, TD3AgentConfig
+
+    return TD3Agent(TD3AgentConfig(hidden=(16,), batch_size=16))
+
+
+@pytest.mark.parametrize("algo", ["batchrl-mtf", "td3"])
+def test_warm_start_loads_the_previous_networks(tmp_path, algo):
+    data = _random_transitions()
+    first = _make_agent(algo)
     first.fit(data, 5, seed=0, out_dir=tmp_path / "a", show_progress=False)
-    warm = BatchRLMTF(cfg)
+    warm = _make_agent(algo)
     warm.fit(data, 1, seed=1, out_dir=tmp_path / "b", show_progress=False, init_from=tmp_path / "a")
-    cold = BatchRLMTF(cfg)
+    cold = _make_agent(algo)
     cold.fit(data, 1, seed=1, out_dir=tmp_path / "c", show_progress=False)
     a, w, c = first.state_dict(), warm.state_dict(), cold.state_dict()
     warm_gap = max(float((a[k] - w[k]).abs().max()) for k in a)
     cold_gap = max(float((a[k] - c[k]).abs().max()) for k in a)
     assert warm_gap < 0.02 < cold_gap
+    # the warm-started run is its own run: resumable, and its checkpoint names this run's data
+    assert warm.step == 1
     with pytest.raises(ValueError, match="checkpoint"):
-        BatchRLMTF(cfg).fit(data, 1, seed=1, show_progress=False, init_from=tmp_path / "nothing")
+        _make_agent(algo).fit(data, 1, seed=1, show_progress=False, init_from=tmp_path / "nothing")
