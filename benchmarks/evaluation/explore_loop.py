@@ -500,6 +500,29 @@ def loop_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary_markdown(reports: list[dict[str, Any]]) -> str:
+    """One row per loop, one column per day: true value (regret to the ceiling, 95% CI half-width)."""
+    days = max((len(r["rounds"]) for r in reports), default=0)
+    lines = ["## True value per day (regret to the ceiling +- 95% CI half-width)", "",
+             "| method | users/day | " + " | ".join(f"day {d}" for d in range(days)) + " |",
+             "| --- | ---: |" + " ---: |" * days]
+    for rep in reports:
+        cells = []
+        for r in rep["rounds"]:
+            g = r.get("regret")
+            cells.append(f"{r['true_value']['value']:.4f}" +
+                         (f" ({g['mean']:+.4f} +- {(g['ci_high'] - g['ci_low']) / 2:.4f})" if g else ""))
+        cells += ["-"] * (days - len(cells))
+        lines.append(f"| {rep['label']} | {rep['config']['users']} | " + " | ".join(cells) + " |")
+    prod = next((r.get("production") for r in reports if r.get("production")), None)
+    ceil = next((r.get("ceiling") for r in reports if r.get("ceiling")), None)
+    if prod:
+        lines += ["", f"Production: {prod['value']:.4f} +- {prod['se']:.4f}" +
+                  (f"; ceiling ({ceil['reference']}, a reference by direct search, not an agent): "
+                   f"{ceil['value']:.4f} +- {ceil['se']:.4f}" if ceil else "") + "."]
+    return "\n".join(lines) + "\n"
+
+
 def _plot(reports: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -558,6 +581,6 @@ def compare_loops(loop_dirs: list[str | Path], out: str | Path) -> dict[str, Any
         | ({"ab_vs_bo": r2["ab_vs_bo"]} if "ab_vs_bo" in r2 else {}) for r2 in r["rounds"]]}
         for d, r in zip(loop_dirs, reports)]}
     write_json(out / "compare.json", summary)
-    (out / "compare.md").write_text("\n".join(loop_markdown(r) for r in reports))
+    (out / "compare.md").write_text(summary_markdown(reports) + "\n" + "\n".join(loop_markdown(r) for r in reports))
     _plot(reports, out / "compare.png")
     return summary
