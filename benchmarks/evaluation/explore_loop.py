@@ -559,7 +559,8 @@ def _plot(reports: list[dict[str, Any]], path: Path) -> None:
     ax_r.set_title("regret to the best reference (paired 95% CI)")
     for ax in (ax_v, ax_r):
         ax.grid(alpha=0.3)
-    ax_v.legend(fontsize=7)
+    if ax_v.get_legend_handles_labels()[0]:
+        ax_v.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
