@@ -28,6 +28,7 @@ setup(
         "seaborn>=0.13",
         "minari>=0.5,<0.6",
         "numba>=0.60",
+        "cma>=3.3,<5",
     ],
     extras_require={
         # nbclient, nbformat, ipykernel: the tests execute the tutorial notebooks top to bottom

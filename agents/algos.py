@@ -3,7 +3,8 @@
 ``ALGOS`` maps an algorithm name to its class (imported on first use); a trained run
 directory names its algorithm in ``config.json``. Fixed policy specs (no exploration noise):
 ``static:NAME`` (a preset of :data:`agents.static.STATIC_PRESETS`, also the bare ``NAME``),
-a JSON file of static weights, or a trained run directory. Behaviour (exploration) specs are
+a JSON file of static weights or of a reference policy (:mod:`agents.reference`), or a trained
+run directory. Behaviour (exploration) specs are
 resolved on top of these by :mod:`agents.behaviour`; :func:`agents.registry.load_policy` takes both.
 """
 from __future__ import annotations
@@ -38,8 +39,18 @@ def algo_class(name: str):
     return getattr(importlib.import_module(module), cls)
 
 
+def _json_format(path: Path) -> object:
+    """The ``format`` field of a JSON policy file (None when it has none or is unreadable)."""
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return spec.get("format") if isinstance(spec, dict) else None
+
+
 def load_fixed_policy(spec: str) -> Policy:
     """Resolve a fixed policy spec (see module docstring) to a Policy; ValueError naming the spec otherwise."""
+    from .reference import LINEAR_POLICY_FORMAT, LinearFeaturePolicy
     from .static import STATIC_PRESETS, StaticPolicy
 
     if spec.startswith("static:"):
@@ -48,6 +59,8 @@ def load_fixed_policy(spec: str) -> Policy:
         return StaticPolicy.preset(spec)
     path = Path(spec)
     if path.is_file() and path.suffix == ".json":
+        if _json_format(path) == LINEAR_POLICY_FORMAT:  # a reference policy of the ceiling
+            return LinearFeaturePolicy.load(path)
         return StaticPolicy.from_json(path)
     if path.is_dir():
         config_path = path / "config.json"

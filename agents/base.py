@@ -92,6 +92,7 @@ class Agent:
         show_progress: bool = True,
         log_every: int | None = None,
         checkpoint_every: int | None = None,
+        init_from: str | Path | None = None,
     ) -> FitResult:
         """Train for ``n_steps`` steps (default ``config.n_steps``) from scratch or from a checkpoint.
 
@@ -109,8 +110,12 @@ class Agent:
                 ``default_log_every``.
             checkpoint_every: steps between checkpoints (0: only at the end); default
                 ``default_checkpoint_every``.
+            init_from: warm start: a run directory of the same algorithm whose ``checkpoint.pt``
+                networks replace the fresh ones before step 0 (:meth:`_warm_start`); the
+                run's seed still draws the minibatches. A resume continues from the run's own
+                checkpoint instead.
 
-        Without ``resume`` every call starts from a freshly initialised agent.
+        Without ``resume`` every call starts from a freshly initialised agent (or ``init_from``'s weights).
         """
         log_every = self.default_log_every if log_every is None else int(log_every)
         checkpoint_every = self.default_checkpoint_every if checkpoint_every is None else int(checkpoint_every)
@@ -121,10 +126,22 @@ class Agent:
         with self._rng_scope():
             try:
                 self._start_fit(data, check_seed(seed), n_steps, log_every)
+                if init_from is not None:
+                    self._warm_start_from(Path(init_from))
                 logger = self._open_run(n_steps, out, resume)
                 return self._train(n_steps, out, logger, log_every, checkpoint_every, show_progress)
             finally:
                 self._end_fit()
+
+    def _warm_start_from(self, run_dir: Path) -> None:
+        """Load the networks of ``run_dir/checkpoint.pt`` (same algorithm and sizes) into the fresh agent."""
+        path = run_dir / CHECKPOINT_NAME
+        state = load_checkpoint(path)
+        check_checkpoint(state, path, self.checkpoint_format, ("algo", *self.checkpoint_keys), self.checkpoint_kind)
+        if state["algo"] != self.algo_name:
+            raise CheckpointError(f"{path} holds a {state['algo']!r} checkpoint, not {self.algo_name!r}: "
+                                  "a warm start needs the same algorithm")
+        self._warm_start(state, path)
 
     def _open_run(self, n_steps: int, out: Path | None, resume: bool) -> MetricsLogger | None:
         """Resume from ``out/checkpoint.pt`` when asked and it exists, write ``config.json`` and open
@@ -245,6 +262,11 @@ class Agent:
     def _load_state(self, state: dict[str, Any], path: Path, training: bool) -> None:
         """Load :meth:`_algo_state`'s part of a checkpoint (``training``: for a resume)."""
         raise NotImplementedError
+
+    def _warm_start(self, state: dict[str, Any], path: Path) -> None:
+        """Load the networks of another run's checkpoint ``state`` into the freshly built agent
+        (default: :meth:`_load_state` for acting, which loads the networks only)."""
+        self._load_state(state, path, training=False)
 
     def _write_extra_files(self, run_dir: Path) -> None:
         """Files written next to every checkpoint besides ``checkpoint.pt`` (``budget.json``, ...)."""

@@ -299,7 +299,8 @@ class D3rlpyOfflineAgent(OfflineAgent):
     # ------------------------------------------------------------------ training (Agent's hooks)
     def fit(self, data: TransitionArrays, n_steps: int | None = None, *, seed: int, out_dir: str | Path | None = None,
             resume: bool = False, show_progress: bool = True, log_every: int | None = None,
-            checkpoint_every: int | None = None, q_stats_every: int = 10) -> FitResult:
+            checkpoint_every: int | None = None, q_stats_every: int = 10,
+            init_from: str | Path | None = None) -> FitResult:
         """:meth:`agents.base.Agent.fit`; minibatches are drawn uniformly from all of ``data`` (rewards
         already relabelled), and ``seed`` sets the weights, the minibatches and d3rlpy's noise and dropout.
 
@@ -312,7 +313,7 @@ class D3rlpyOfflineAgent(OfflineAgent):
             raise ValueError(f"q_stats_every must be >= 1, got {q_stats_every}")
         self._q_stats_every = int(q_stats_every)
         return super().fit(data, n_steps, seed=seed, out_dir=out_dir, resume=resume, show_progress=show_progress,
-                           log_every=log_every, checkpoint_every=checkpoint_every)
+                           log_every=log_every, checkpoint_every=checkpoint_every, init_from=init_from)
 
     def _rng_scope(self) -> ContextManager[None]:
         """torch's global generators forked: d3rlpy's seeding and draws leave the caller's state as it was."""
@@ -464,6 +465,16 @@ class D3rlpyOfflineAgent(OfflineAgent):
         self.algo.set_grad_step(int(state["grad_step"]))
         if not training:
             self._fingerprint = str(state.get("data_fingerprint", ""))
+
+    def _warm_start(self, state: dict[str, Any], path: Path) -> None:
+        """The networks only: this run's optimisers, generators and data fingerprint stay fresh."""
+        modules, _ = self._named_modules()
+        saved_modules = state["modules"]
+        if not isinstance(saved_modules, dict) or set(saved_modules) != set(modules):
+            raise CheckpointError(f"{path}: networks {sorted(saved_modules) if isinstance(saved_modules, dict) else '?'}"
+                                  f" do not match {self.algo_name}'s {sorted(modules)}")
+        for name, module in modules.items():
+            load_module_state(module, saved_modules[name], f"{path} network '{name}'")
 
 
 # --------------------------------------------------------------------------- the algorithms

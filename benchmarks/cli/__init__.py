@@ -33,6 +33,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "benchmarks.cli.ab",
     "benchmarks.cli.ope",
     "benchmarks.cli.suite",
+    "benchmarks.cli.ceiling",
+    "benchmarks.cli.loop",
     "benchmarks.cli.diagnose",
     "benchmarks.cli.fit_scorer",
     "benchmarks.cli.bench_sim",

@@ -68,6 +68,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gamma", type=float, default=0.95, help="discount of the discounted session return")
     p.add_argument("--config", default=None, help="SimConfig overrides: JSON file or inline JSON object")
     p.add_argument("--block-size", type=int, default=None, help="users simulated together (default 4096)")
+    p.add_argument("--ceiling", type=Path, default=None, help="a `mtf-bench ceiling` directory: also report each "
+                   "arm's regret to the best reference (paired, on the ceiling's judgement users) in regret.json")
     p.add_argument("--out", type=Path, default=Path("results/ab"), help="output directory (ab.json, ab.md)")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier A/B test in --out")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -83,6 +85,11 @@ def _run(args: argparse.Namespace) -> None:
     _check_out(args.out, args.overwrite)
     reward = parse_reward(args.reward) if args.reward is not None else None
     config = parse_config(args.config)
+    ceiling = None
+    if args.ceiling is not None:
+        from benchmarks.evaluation.ceiling import load_ceiling
+
+        ceiling = load_ceiling(args.ceiling)
     import torch
 
     from agents.registry import load_policy
@@ -101,4 +108,20 @@ def _run(args: argparse.Namespace) -> None:
     result.meta["specs"] = {"control": args.control, "treatments": dict(zip(names, args.treatment))}
     json_path, md_path = result.write(args.out)
     print(result.to_markdown())
+    if ceiling is not None:
+        from benchmarks.evaluation.ceiling import regret_to_ceiling
+        from mtf_env.files import write_json
+
+        arms = {args.control: control, **treatments}
+        regrets = regret_to_ceiling(arms, ceiling, config, show_progress=not args.no_progress)
+        write_json(args.out / "regret.json", {"ceiling": str(args.ceiling), "best": ceiling.best, "arms": regrets})
+        lines = [f"### Regret to the ceiling ({ceiling.best}, a reference found by direct search; paired 95% CI)", "",
+                 "| Arm | true value +- SE | regret |", "|---|---:|---:|"]
+        for name, r in regrets.items():
+            g = r["regret"]
+            lines.append(f"| {name} | {r['true_value']['value']:.4f} +- {r['true_value']['se']:.4f} | "
+                         f"{g['mean']:+.4f} [{g['ci_low']:+.4f}, {g['ci_high']:+.4f}] |")
+        with open(md_path, "a") as fh:
+            fh.write("\n" + "\n".join(lines) + "\n")
+        print("\n".join(lines))
     print(f"results -> {json_path}, {md_path}")
