@@ -1,15 +1,14 @@
 """Logged datasets: collect, load, validate, relabel and adapt (Minari, plain arrays).
 
-::
+Collection takes a behaviour policy object; the agents layer builds one from a ``CollectConfig``
+(``agents.behaviour.collection_policy``), so a user script reads::
 
-    from mtf_env.dataset import collect_dataset, load_dataset, CollectConfig
-    from agents.behaviour import collection_policy
-    collect = CollectConfig(policy="mixed", n_sessions=2000)
-    collect_dataset("datasets/smoke", SimConfig(), collect, collection_policy(collect))
-    ds = load_dataset("datasets/smoke", reward="default", split="train")
-    data = ds.transitions()          # mtf_env.transitions.TransitionArrays, rewards relabelled
-    ds.initial_user_ids              # (n_sessions,) users of the split (their fresh initial states)
-    ds.to_minari("mtf/smoke-v0", root="minari_data")
+    >>> collect = CollectConfig(policy="mixed", n_sessions=2000)
+    >>> collect_dataset("datasets/smoke", SimConfig(), collect, collection_policy(collect))
+    >>> ds = load_dataset("datasets/smoke", reward="default", split="train")
+    >>> data = ds.transitions()      # mtf_env.transitions.TransitionArrays, rewards relabelled
+    >>> ds.initial_user_ids          # (n_sessions,) users of the split (their fresh initial states)
+    >>> ds.to_minari("mtf/smoke-v0", root="minari_data")
 
 The d3rlpy adapter lives with the agents (``agents.d3rlpy_adapter.dataset_to_d3rlpy(ds)``).
 
