@@ -55,6 +55,15 @@ def eval_policy() -> LinearPolicy:
     return LinearPolicy(rng.uniform(-0.5, 0.5, A), rng.uniform(-0.2, 0.2, (A, D)))
 
 
+def closed_form_problem(mdp: "SyntheticMDP", n_episodes: int = 1000):
+    """The evaluation policy, ``n_episodes`` logged episodes of ``mdp``, their initial states, the true value
+    from them (closed form) and the Monte-Carlo tolerance of an estimate: ``(pol, data, x0, truth, tol)``."""
+    pol = eval_policy()
+    data = mdp.generate(10, n_episodes)
+    x0 = data.initial_observations()
+    return pol, data, x0, float(mdp.value(x0, pol).mean()), mdp.tolerance(data, pol, n_episodes)
+
+
 @dataclass(frozen=True)
 class SyntheticMDP:
     horizon: int
@@ -162,17 +171,12 @@ class SyntheticMDP:
     ids=["1step", "3step_terminal", "2step_timeout"],
 )
 def test_plain_fqe_recovers_true_value(mdp):
-    n_episodes = 1000
-    pol = eval_policy()
-    data = mdp.generate(10, n_episodes)
-    x0 = data.initial_observations()
-    truth = float(mdp.value(x0, pol).mean())
-    tol = mdp.tolerance(data, pol, n_episodes)
+    pol, data, x0, truth, tol = closed_form_problem(mdp)
     est = ConservativeFQE(small_config(gamma=mdp.gamma), seed=0)
     est.fit(data, pol, show_progress=False)
     out = est.estimate(x0, pol)
     assert abs(out["value"] - truth) < tol, (out["value"], truth, tol)
-    assert out["per_state_values"].shape == (n_episodes,)
+    assert out["per_state_values"].shape == (1000,)  # one initial state per logged episode
     assert out["ci_low"] <= out["value"] <= out["ci_high"]
     if mdp.end == "timeout":
         # the test can tell bootstrapping at timeouts from stopping there

@@ -21,7 +21,7 @@ from agents.ope import BootstrapFQE
 from agents.ope_is import (effective_sample_size, gaussian_kernel_log_density, is_estimates, silverman_bandwidth)
 from agents.ope_model import ModelBasedConfig, ModelBasedOPE
 from mtf_env.transitions import TransitionArrays
-from tests.test_ope import SyntheticMDP, eval_policy, small_config
+from tests.test_ope import SyntheticMDP, closed_form_problem, eval_policy, small_config
 
 D_A = 2          # action dimensions of the IS tests
 H = 3            # longest session
@@ -206,12 +206,7 @@ def test_scope_rl_self_normalised_forms_agree_with_ours():
 
 @pytest.mark.parametrize("mdp", [SyntheticMDP(horizon=3, end="terminal", gamma=0.95)], ids=["3step"])
 def test_bootstrap_fqe_recovers_true_value(mdp):
-    n_episodes = 1000
-    pol = eval_policy()
-    data = mdp.generate(10, n_episodes)
-    x0 = data.initial_observations()
-    truth = float(mdp.value(x0, pol).mean())
-    tol = mdp.tolerance(data, pol, n_episodes)
+    pol, data, x0, truth, tol = closed_form_problem(mdp)
     est = BootstrapFQE(small_config(gamma=mdp.gamma), seed=0, n_members=4)
     est.fit(data, pol)
     out = est.estimate(x0, pol)
@@ -236,12 +231,7 @@ def test_bootstrap_fqe_refuses_bad_settings():
 
 @pytest.mark.parametrize("mdp", [SyntheticMDP(horizon=3, end="terminal", gamma=0.95)], ids=["3step"])
 def test_model_based_recovers_true_value(mdp):
-    n_episodes = 1000
-    pol = eval_policy()
-    data = mdp.generate(10, n_episodes)
-    x0 = data.initial_observations()
-    truth = float(mdp.value(x0, pol).mean())
-    tol = mdp.tolerance(data, pol, n_episodes)
+    pol, data, x0, truth, tol = closed_form_problem(mdp)
     est = ModelBasedOPE(ModelBasedConfig(hidden=(64, 64), n_steps=1000, gamma=mdp.gamma, n_bootstrap=50), seed=0)
     est.fit(data)
     assert est.horizon == mdp.horizon
