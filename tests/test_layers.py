@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "mtf_env.dataset": 1,
     "mtf_env.dataset_io": 1,
     "mtf_env.dataset_collect": 1,
+    "mtf_env.dataset_merge": 1,
     "agents": 2,                   # policies, agents, estimators
     "benchmarks.evaluation": 3,    # the evaluation library
     "benchmarks.suites": 4,        # suites, plots and speed benchmarks

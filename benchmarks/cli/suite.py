@@ -5,6 +5,7 @@
     mtf-bench suite run --preset smoke --out results/suite/smoke      # the paper's Table 1 and Figures 5-8
     mtf-bench suite run --preset small --seeds 0,1,2 --only batchrl-mtf bo --out results/suite/small
     mtf-bench suite report results/suite/small                         # redraw report.md, results.json, figures
+    mtf-bench suite run --preset small --loop-data runs/loop/s0/batchrl-mtf --out results/suite/small-loop
 
     mtf-bench suite baselines --data datasets/small --steps 2000 --out results/baselines
     mtf-bench suite batchrl-small --data datasets/small --steps 20000 --seed 0 --out results/batchrl_small
@@ -61,6 +62,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--max-retries", type=int, default=3,
                    help="with --executor ray: retries of a cell whose worker process died (a cell that raises is "
                         "not retried)")
+    r.add_argument("--loop-data", type=Path, metavar="LOOP_DIR",
+                   help="train on the data an explore -> retrain loop produced, as the paper did: the last finished "
+                        "round's training window of this `mtf-bench loop` directory (an offline algorithm's) replaces "
+                        "the preset's mixed collection for every row but -RE")
+    r.add_argument("--loop-data-random", type=Path, metavar="LOOP_DIR",
+                   help="with --loop-data: BatchRL-MTF-RE trains on this loop's window (a loop run with "
+                        "--exploration random); default: the preset's random-exploration collection")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.set_defaults(func=_run_paper_suite, command_name="suite run")
 
@@ -180,6 +188,14 @@ def _run_paper_suite(args: argparse.Namespace) -> None:
         if not torch.cuda.is_available():
             raise ValueError("--device cuda: no CUDA device is available to torch")
     positive("--workers", args.workers)
+    if args.loop_data_random is not None and args.loop_data is None:
+        raise ValueError("--loop-data-random needs --loop-data")
+    for option, loop_dir in (("--loop-data", args.loop_data), ("--loop-data-random", args.loop_data_random)):
+        if loop_dir is not None:
+            try:
+                paper_suite.loop_dataset_spec(loop_dir)
+            except (ValueError, OSError) as exc:
+                raise ValueError(f"{option}: {exc}") from None
     output_dir("--out", args.out)
     positive("--threads", args.threads)
     executor = _make_executor(args)
@@ -187,7 +203,8 @@ def _run_paper_suite(args: argparse.Namespace) -> None:
     try:
         result = runner.run_suite(args.preset, args.out, seeds=seeds, only=args.only, device=args.device,
                                   executor=executor, show_progress=not args.no_progress,
-                                  log=_progress_log("suite", not args.no_progress), workers=args.workers)
+                                  log=_progress_log("suite", not args.no_progress), workers=args.workers,
+                                  loop_data=args.loop_data, loop_data_random=args.loop_data_random)
     except runner.SuiteError as exc:
         print(f"mtf-bench suite run: {exc}", flush=True)
         raise SystemExit(1) from None

@@ -310,6 +310,34 @@ def run_loop(config: LoopConfig, out: str | Path, sim_config: SimConfig | None =
     return records
 
 
+def _window(day: int, window_days: int) -> list[int]:
+    """The days whose data the policy of ``day`` trains on: the last ``window_days`` up to ``day``."""
+    return list(range(max(0, day - window_days + 1), day + 1))
+
+
+def window_data_dirs(loop_dir: str | Path, day: int | None = None) -> tuple[list[Path], list[int]]:
+    """The logged datasets the policy of ``day`` (default: the last finished round) trained on, and their days.
+
+    For the suite's ``loop`` data source: the training window (``window_days`` days ending at ``day``) of an
+    offline loop. ValueError naming ``loop_dir`` if it is not a loop directory, is an online loop (BO and ES
+    log no data), has no finished round, or ``day`` is not finished.
+    """
+    loop_dir = Path(loop_dir)
+    if not (loop_dir / LOOP_NAME).is_file():
+        raise ValueError(f"{loop_dir} is not a loop directory (no {LOOP_NAME}; write one with `mtf-bench loop`)")
+    config = json.loads((loop_dir / LOOP_NAME).read_text())["config"]
+    if config["algo"] in ONLINE_ALGOS:
+        raise ValueError(f"{loop_dir} is a {config['algo']} loop, which logs no data; give an offline loop")
+    finished = sorted(int(p.parent.name.removeprefix("round_")) for p in loop_dir.glob(f"round_*/{ROUND_NAME}"))
+    if not finished:
+        raise ValueError(f"{loop_dir} has no finished round yet")
+    day = finished[-1] if day is None else int(day)
+    if day not in finished:
+        raise ValueError(f"round {day} of {loop_dir} is not finished (finished: {finished})")
+    days = _window(day, int(config["window_days"]))
+    return [loop_dir / f"round_{d:02d}" / "data" for d in days], days
+
+
 def _deployed_policy(out: Path, day: int):
     """The policy deployed after ``day`` (a run directory in ``round_DD/policy``)."""
     from agents.registry import load_policy
@@ -333,9 +361,9 @@ def _offline_round(loop: _Loop, day: int, rdir: Path) -> dict[str, Any]:
                             n_days=1, batch_size=min(8192, cfg.users))
     behaviour = exploration_policy(cfg, target, target_name, collection_seeds(collect.seed)[2])
     collect_dataset(rdir / "data", loop.sim_config, collect, behaviour, progress=False)
-    first = max(0, day - cfg.window_days + 1)
+    window = _window(day, cfg.window_days)
     parts = []
-    for d in range(first, day + 1):
+    for d in window:
         ds = load_dataset(out / f"round_{d:02d}" / "data", reward=cfg.reward, split="all", verify_checksums=False)
         parts.append(ds.transitions())
     data = concat_transitions(parts)
@@ -347,7 +375,7 @@ def _offline_round(loop: _Loop, day: int, rdir: Path) -> dict[str, Any]:
                          fit_kwargs=fit_kwargs or None)
     policy = result.agent
     record = _evaluate_round(loop, day, policy)
-    record.update(window_days=list(range(first, day + 1)), transitions=len(data), train_wall_s=result.wall_s,
+    record.update(window_days=window, transitions=len(data), train_wall_s=result.wall_s,
                   behaviour=behaviour.spec, coverage=action_coverage(data.actions, loop.best_static))
     if cfg.ope_steps > 0:
         record["ope"] = _ope(loop, day, data, policy)

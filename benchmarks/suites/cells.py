@@ -143,8 +143,8 @@ def run_cell(cell: Mapping[str, Any], out_dir: str | Path, show_progress: bool =
 
 
 #: Dataset sources: ``inputs["source"]`` -> function ``(inputs, out_path, show_progress)`` writing a dataset at
-#: ``out_path``. ``collect`` collects with a behaviour policy (``mtf_env.dataset_collect``). This is the hook
-#: for other sources (e.g. the data of an explore -> retrain loop): register a function here and name it in a
+#: ``out_path``. ``collect`` collects with a behaviour policy (``mtf_env.dataset_collect``); ``loop`` merges the
+#: training window of an explore -> retrain loop. To add a source, register a function here and name it in a
 #: preset's dataset spec; its inputs must determine the data (they are hashed into the key).
 DATASET_SOURCES: dict[str, Callable[[Mapping[str, Any], Path, bool], None]] = {}
 
@@ -160,6 +160,25 @@ def _collect_source(inputs: Mapping[str, Any], out_path: Path, show_progress: bo
 
 
 DATASET_SOURCES["collect"] = _collect_source
+
+
+def _loop_source(inputs: Mapping[str, Any], out_path: Path, show_progress: bool) -> None:
+    """The training window of an explore -> retrain loop, merged into one dataset (``mtf_env.dataset_merge``)."""
+    from mtf_env.dataset import dataset_manifest
+    from mtf_env.dataset_merge import merge_datasets
+
+    loop = inputs["loop"]
+    directory = Path(loop["directory"])
+    sources = [directory / f"round_{day:02d}" / "data" for day in loop["days"]]
+    for source, expected in zip(sources, loop["files_sha256"]):
+        found = sorted(f["sha256"] for f in dataset_manifest(source)["files"])
+        if found != list(expected):
+            raise ValueError(f"{source} changed since the suite was planned (its files' checksums differ)")
+    merge_datasets(sources, out_path, overwrite=True,
+                   description=f"training window (days {loop['days']}) of the loop {directory}")
+
+
+DATASET_SOURCES["loop"] = _loop_source
 
 
 def _run_dataset_cell(cell: Mapping[str, Any], out_dir: Path, show_progress: bool) -> dict[str, Any]:

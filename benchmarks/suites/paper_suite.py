@@ -22,14 +22,16 @@ needs each row's user id, which the estimator's states do not carry); the sensit
 with other perturbation bounds rho and critic learning rates).
 
 Dataset source hook: each preset names where its datasets come from (``DatasetSpec.source``,
-resolved by :data:`benchmarks.suites.cells.DATASET_SOURCES`; only ``collect`` exists). To train
-Table 1 on the data of an explore -> retrain loop, register that loop's source there and point
-the ``mixed`` spec of a preset at it; nothing else changes.
+resolved by :data:`benchmarks.suites.cells.DATASET_SOURCES`): ``collect`` collects with a behaviour
+policy; ``loop`` takes the last training window of an explore -> retrain loop
+(:func:`with_loop_data`, ``mtf-bench suite run --loop-data DIR``), so Table 1 trains on the data
+the loop produced, as the paper did, as a second setting next to the production-centred presets.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 
@@ -115,11 +117,14 @@ class DatasetSpec:
     """How one of the suite's datasets is made (hashed into its cell's key)."""
 
     source: str
-    """A key of :data:`benchmarks.suites.cells.DATASET_SOURCES` (``collect``)."""
+    """A key of :data:`benchmarks.suites.cells.DATASET_SOURCES` (``collect`` or ``loop``)."""
     collect: Mapping[str, Any]
-    """``CollectConfig`` fields (policy, n_sessions, seed, n_days, batch_size)."""
+    """``collect``: ``CollectConfig`` fields (policy, n_sessions, seed, n_days, batch_size); ``loop``: empty."""
     sim: Mapping[str, Any] = field(default_factory=dict)
     """``SimConfig`` overrides (empty: the default world)."""
+    loop: Mapping[str, Any] | None = None
+    """``loop``: ``directory`` (an explore -> retrain loop), ``days`` (its training window) and ``files_sha256``
+    (per day, the sorted checksums of its data files: the data the cell must find there)."""
 
 
 @dataclass(frozen=True)
@@ -275,6 +280,32 @@ def check_presets_configs() -> None:
                 build_config(algo_class(row.algo), inputs["overrides"])
             except ValueError as exc:
                 raise ValueError(f"preset {preset.name}, row {row.name}: {exc}") from None
+
+
+def loop_dataset_spec(loop_dir: str | Path) -> DatasetSpec:
+    """The ``loop`` dataset of a loop directory: the training window of its last finished round (ValueError
+    naming ``loop_dir`` if it holds none; see :func:`benchmarks.evaluation.explore_loop.window_data_dirs`)."""
+    from mtf_env.dataset import dataset_manifest
+
+    from benchmarks.evaluation.explore_loop import window_data_dirs
+
+    dirs, days = window_data_dirs(loop_dir)
+    checksums = [sorted(f["sha256"] for f in dataset_manifest(d)["files"]) for d in dirs]
+    return DatasetSpec("loop", {}, {}, {"directory": str(Path(loop_dir).resolve()), "days": days,
+                                        "files_sha256": checksums})
+
+
+def with_loop_data(preset: SuitePreset, loop_dir: str | Path | None, random_loop_dir: str | Path | None = None
+                   ) -> SuitePreset:
+    """``preset`` training on the data of explore -> retrain loops, as the paper did: the ``mixed`` dataset (every
+    row but -RE) becomes the last training window of ``loop_dir``, the ``random`` one (BatchRL-MTF-RE) that of
+    ``random_loop_dir`` (a loop with ``--exploration random``) if given, else it stays the preset's collection."""
+    datasets = dict(preset.datasets)
+    if loop_dir is not None:
+        datasets["mixed"] = loop_dataset_spec(loop_dir)
+    if random_loop_dir is not None:
+        datasets["random"] = loop_dataset_spec(random_loop_dir)
+    return dataclasses.replace(preset, datasets=datasets)
 
 
 def resolve_preset(name: str) -> SuitePreset:

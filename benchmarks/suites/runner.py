@@ -18,14 +18,17 @@ from typing import Any, Mapping, Sequence
 
 from .cells import read_result
 from .executors import LocalExecutor, run_all
-from .paper_suite import check_only, plan_cells, plan_dataset_cells, resolve_preset
+from .paper_suite import check_only, plan_cells, plan_dataset_cells, resolve_preset, with_loop_data
 from .suite_report import PLAN_NAME, write_report
 
 
 def run_suite(preset_name: str, out: str | Path, seeds: Sequence[int] | None = None, only: Sequence[str] | None = None,
-              device: str = "cpu", executor=None, show_progress: bool = True, log=None, workers: int = 1
-              ) -> dict[str, Any]:
+              device: str = "cpu", executor=None, show_progress: bool = True, log=None, workers: int = 1,
+              loop_data: str | Path | None = None, loop_data_random: str | Path | None = None) -> dict[str, Any]:
     """Collect the datasets, run every cell (skipping finished ones), write the report; returns results.json's dict.
+
+    loop_data / loop_data_random: train on the last training window of these explore -> retrain loops instead of
+    the preset's ``mixed`` / ``random`` collections (:func:`~benchmarks.suites.paper_suite.with_loop_data`).
 
     executor: any :class:`~benchmarks.suites.executors.Executor` (default: :class:`LocalExecutor` with
     ``workers`` processes). Raises ValueError for a bad preset / row / seed / device before any work; :class:`SuiteError`
@@ -34,7 +37,7 @@ def run_suite(preset_name: str, out: str | Path, seeds: Sequence[int] | None = N
     from mtf_env.dataset_io import code_version
     from mtf_env.files import write_json
 
-    preset = resolve_preset(preset_name)
+    preset = with_loop_data(resolve_preset(preset_name), loop_data, loop_data_random)
     rows = check_only(only)
     seeds = tuple(preset.seeds if seeds is None else seeds)
     if not seeds or len(set(seeds)) != len(seeds) or any(

@@ -308,10 +308,13 @@ def to_markdown(res: Mapping[str, Any]) -> str:
               f"Offline methods: {s['offline_steps']:,} gradient steps, hidden {tuple(s['hidden'])} (BatchRL-MTF's "
               f"VAE {tuple(s['vae_hidden'])}); online budgets {s['online_steps']}; per-algorithm overrides "
               f"`{json.dumps(s['algo_overrides'], sort_keys=True)}`; evaluation `{json.dumps(ev, sort_keys=True)}`.",
-              "", "| Dataset | Checksum (sha256 of the manifest's file list) | Sessions | Requests |", "|---|---|---:|---:|"]
+              "", "| Dataset | Source | Checksum (sha256 of the manifest's file list) | Sessions | Requests |",
+              "|---|---|---|---:|---:|"]
     for name, d in res["datasets"].items():
         counts = d.get("counts") or {}
-        lines.append(f"| {name} | `{d['checksum']}` | {counts.get('sessions', '--')} | {counts.get('requests', '--')} |")
+        source = _dataset_source(s['datasets'].get(name.removeprefix('dataset-'), {}))
+        lines.append(f"| {name} | {source} | `{d['checksum']}` | "
+                     f"{counts.get('sessions', '--')} | {counts.get('requests', '--')} |")
     lines += ["", "## Wall time per cell", "",
               "CPU s: this process's CPU time (one torch thread), what the cell costs on a dedicated core.", "",
               "| Cell | Wall s | CPU s | Train s | True value s | V^ s | A/B s | load avg |",
@@ -399,3 +402,13 @@ def write_report(out: str | Path, figures: bool = True) -> dict[str, Any]:
 
         suite_figures(out, figure_tables(out))
     return res
+
+
+def _dataset_source(spec: Mapping[str, Any]) -> str:
+    """One table cell saying where a suite dataset came from (a collection, or a loop's training window)."""
+    if spec.get("source") == "loop":
+        loop = spec.get("loop") or {}
+        return f"loop `{loop.get('directory')}`, days {loop.get('days')}"
+    collect = spec.get("collect") or {}
+    return (f"collected: {collect.get('policy')}, {collect.get('n_sessions', 0):,} sessions x "
+            f"{collect.get('n_days')} day(s)")
