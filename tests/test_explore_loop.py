@@ -206,3 +206,30 @@ def test_warm_start_loads_the_previous_networks(tmp_path, algo):
     assert warm.step == 1
     with pytest.raises(ValueError, match="checkpoint"):
         _make_agent(algo).fit(data, 1, seed=1, show_progress=False, init_from=tmp_path / "nothing")
+
+
+def test_pool_seeds_averages_each_method_over_its_seeds_with_the_seeds_paired_errors():
+    from benchmarks.evaluation.explore_loop import pool_seeds, pooled_markdown
+    from benchmarks.evaluation.stats import Z95
+
+    def report(algo, seed, gains, regrets, exploration="mixed"):
+        rounds = [{"day": d, "users_served": 100 * (d + 1), "true_value": {"value": 1.0, "se": 0.1},
+                   "vs_production": {"mean": g, "se": 0.03}, "regret": {"mean": r, "se": 0.04}}
+                  for d, (g, r) in enumerate(zip(gains, regrets))]
+        return {"config": {"algo": algo, "seed": seed, "exploration": exploration}, "rounds": rounds}
+
+    pooled = pool_seeds([report("batchrl-mtf", 0, [0.1, 0.2, 0.3], [0.5, 0.4, 0.3]),
+                         report("batchrl-mtf", 1, [0.3, 0.0], [0.3, 0.6]),
+                         report("batchrl-mtf", 0, [-0.1], [0.7], exploration="random")])
+    assert set(pooled) == {"batchrl-mtf", "batchrl-mtf-RE"}
+    main = pooled["batchrl-mtf"]
+    assert main["seeds"] == [0, 1] and len(main["days"]) == 2  # day 2 is only in seed 0: not pooled
+    day1 = main["days"][1]
+    assert day1["vs_production"]["mean"] == pytest.approx(0.1) and day1["regret"]["mean"] == pytest.approx(0.5)
+    assert day1["regret"]["per_seed"] == [0.4, 0.6]
+    se = np.sqrt(2 * 0.04 ** 2) / 2
+    assert day1["regret"]["se"] == pytest.approx(se)
+    assert day1["regret"]["ci_high"] - day1["regret"]["ci_low"] == pytest.approx(2 * Z95 * se)
+    assert pooled["batchrl-mtf-RE"]["days"][0]["vs_production"]["per_seed"] == [-0.1]
+    text = pooled_markdown(pooled)
+    assert "| batchrl-mtf | 0,1 | +0.200 +- 0.042 [+0.100, +0.300] | +0.100 +- 0.042 [+0.200, +0.000] |" in text

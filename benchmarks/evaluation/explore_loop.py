@@ -459,14 +459,19 @@ def _rows(out: Path) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any
     return loop_meta, base, rows
 
 
-def _label(meta: dict[str, Any]) -> str:
+def _method(meta: dict[str, Any]) -> str:
+    """The loop's method without its seed: ``batchrl-mtf``, ``batchrl-mtf-RE``, ``td3+warm``, ``bo``."""
     c = meta["config"]
     name = c["algo"]
     if c["algo"] not in ONLINE_ALGOS and c.get("exploration") == "random":
         name += "-RE"
     if c.get("warm_start"):
         name += "+warm"
-    return f"{name} (seed {c['seed']})"
+    return name
+
+
+def _label(meta: dict[str, Any]) -> str:
+    return f"{_method(meta)} (seed {meta['config']['seed']})"
 
 
 def write_loop_report(out: str | Path) -> dict[str, Any]:
@@ -551,6 +556,84 @@ def summary_markdown(reports: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pool_seeds(reports: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per method (loops of several seeds pooled), per day: the mean over seeds of the gain over production and
+    of the regret to the ceiling, each with a 95% CI of that mean from the seeds' paired standard errors
+    (``sqrt(sum se^2) / k``: the evaluation noise of the k seeds' own comparisons; k seeds are too few for a
+    spread-over-seeds interval) and the per-seed means. A day counts only where every seed of the method has it."""
+    from .stats import Z95
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for rep in reports:
+        groups.setdefault(_method({"config": rep["config"]}), []).append(rep)
+    pooled: dict[str, dict[str, Any]] = {}
+    for method, reps in groups.items():
+        days = min(len(r["rounds"]) for r in reps)
+        rows = []
+        for d in range(days):
+            row: dict[str, Any] = {"day": d, "users_served": reps[0]["rounds"][d]["users_served"]}
+            for key in ("vs_production", "regret"):
+                parts = [r["rounds"][d].get(key) for r in reps]
+                if any(p is None for p in parts):
+                    continue
+                mean = float(np.mean([p["mean"] for p in parts]))
+                se = float(np.sqrt(sum(p["se"] ** 2 for p in parts)) / len(parts))
+                row[key] = {"mean": mean, "se": se, "ci_low": mean - Z95 * se, "ci_high": mean + Z95 * se,
+                            "per_seed": [p["mean"] for p in parts]}
+            rows.append(row)
+        pooled[method] = {"seeds": sorted(int(r["config"]["seed"]) for r in reps), "days": rows}
+    return pooled
+
+
+def pooled_markdown(pooled: dict[str, dict[str, Any]]) -> str:
+    """Two tables (gain over production, regret to the ceiling), one row per method, one column per day."""
+    days = max((len(p["days"]) for p in pooled.values()), default=0)
+    lines = []
+    for key, title in (("vs_production", "Gain over production"), ("regret", "Regret to the ceiling")):
+        lines += [f"## {title} per day, mean over seeds (95% CI from the seeds' paired SEs; per seed in brackets)",
+                  "", "| method | seeds | " + " | ".join(f"day {d}" for d in range(days)) + " |",
+                  "| --- | --- |" + " ---: |" * days]
+        for method, p in pooled.items():
+            cells = [f"{r[key]['mean']:+.3f} +- {(r[key]['ci_high'] - r[key]['ci_low']) / 2:.3f} ["
+                     + ", ".join(f"{v:+.3f}" for v in r[key]["per_seed"]) + "]" if key in r else "-"
+                     for r in p["days"]]
+            cells += ["-"] * (days - len(cells))
+            lines.append(f"| {method} | {','.join(map(str, p['seeds']))} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _plot_pooled(pooled: dict[str, dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, key, ylabel in ((axes[0], "vs_production", "true value - production's (same states)"),
+                            (axes[1], "regret", "regret to the ceiling")):
+        for method, p in pooled.items():
+            rows = [r for r in p["days"] if key in r]
+            if not rows:
+                continue
+            x = np.array([r["users_served"] for r in rows])
+            m = np.array([r[key]["mean"] for r in rows])
+            lo, hi = np.array([r[key]["ci_low"] for r in rows]), np.array([r[key]["ci_high"] for r in rows])
+            line, = ax.plot(x, m, marker="o", ms=3, label=f"{method} (seeds {','.join(map(str, p['seeds']))})")
+            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15)
+        ax.axhline(0.0, color="k", lw=0.8)
+        ax.set_xlabel("cumulative users served")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_title("gain over production, mean over seeds (95% CI)")
+    axes[1].set_title("regret to the best reference, mean over seeds (95% CI)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def _plot(reports: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -609,7 +692,12 @@ def compare_loops(loop_dirs: list[str | Path], out: str | Path) -> dict[str, Any
         | ({"regret": r2["regret"]} if "regret" in r2 else {})
         | ({"ab_vs_bo": r2["ab_vs_bo"]} if "ab_vs_bo" in r2 else {}) for r2 in r["rounds"]]}
         for d, r in zip(loop_dirs, reports)]}
+    pooled = pool_seeds(reports)
+    summary["pooled"] = pooled
     write_json(out / "compare.json", summary)
-    (out / "compare.md").write_text(summary_markdown(reports) + "\n" + "\n".join(loop_markdown(r) for r in reports))
+    (out / "compare.md").write_text(pooled_markdown(pooled) + "\n![pooled](compare_pooled.png)\n\n"
+                                    + summary_markdown(reports) + "\n![loops](compare.png)\n\n"
+                                    + "\n".join(loop_markdown(r) for r in reports))
     _plot(reports, out / "compare.png")
+    _plot_pooled(pooled, out / "compare_pooled.png")
     return summary
