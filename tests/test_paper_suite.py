@@ -17,6 +17,7 @@ from benchmarks.suites import paper_suite
 from benchmarks.suites.runner import run_suite
 from benchmarks.suites.cells import cell_key, make_cell
 from benchmarks.suites.paper_suite import ROW_BY_NAME, SUITE_PRESETS, method_inputs
+from benchmarks.suites.suite_report import strip_timing
 
 VERSION = {"package": "batchrl-mtf-bench", "version": "0.1.0", "git_commit": "a" * 40, "git_dirty": False}
 #: Rows of the resume test: an online control, an offline critic, a fixed policy.
@@ -89,14 +90,6 @@ def test_run_validates_inputs_before_any_work(tmp_path, capsys, argv, message):
     assert not out.exists()
 
 
-def _strip_timing(value):
-    if isinstance(value, dict):
-        return {k: _strip_timing(v) for k, v in value.items() if k != "timing"}
-    if isinstance(value, list):
-        return [_strip_timing(v) for v in value]
-    return value
-
-
 _RUN_TINY = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
@@ -141,7 +134,7 @@ def test_killed_and_resumed_suite_equals_an_uninterrupted_one(tmp_path, monkeypa
     resumed = json.loads((killed / "results.json").read_text())
     # finished cells were not run again; the results equal the uninterrupted run's, timings aside
     assert {p.name: p.stat().st_mtime_ns for p in (killed / CELLS_DIR).glob("*.json") if p.name in finished} == finished
-    assert _strip_timing(resumed) == _strip_timing(expected)
+    assert strip_timing(resumed) == strip_timing(expected)
     for name in ("report.md", "fig5_q_over_training.png", "fig5_q_over_training.csv", "fig8_sensitivity.csv"):
         assert (killed / name).is_file(), name
 

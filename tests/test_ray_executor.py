@@ -24,10 +24,10 @@ import pytest
 from benchmarks.suites import paper_suite
 from benchmarks.suites.cells import CELLS_DIR, WORK_DIR, is_done, make_cell, result_path
 from benchmarks.suites.runner import run_suite
-from benchmarks.suites.suite_report import PLAN_NAME
+from benchmarks.suites.suite_report import PLAN_NAME, strip_timing
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_paper_suite import TINY_ROWS, _strip_timing, tiny_preset  # noqa: E402
+from test_paper_suite import TINY_ROWS, tiny_preset  # noqa: E402
 
 NEEDS_RAY = "ray is not installed (pip install -e \".[ray]\"); the Ray executor's tests need it"
 
@@ -123,7 +123,7 @@ def test_ray_suite_equals_the_local_suite(ray_instance, tiny_suite, tmp_path):
 
     result = json.loads((out / "results.json").read_text())
     assert result["cells_done"] == result["cells_planned"] == len(TINY_ROWS)
-    assert _strip_timing(result) == _strip_timing(expected)
+    assert strip_timing(result) == strip_timing(expected)
     runs = attempts(tmp_path)  # every cell (the mixed dataset + 3 method cells) ran once, in Ray workers
     assert sorted(row for row, _ in runs) == sorted(["dataset-mixed", *TINY_ROWS])
     assert os.getpid() not in {pid for _, pid in runs}
@@ -143,7 +143,7 @@ def test_cli_runs_the_suite_on_ray(ray_instance, tiny_suite, tmp_path, capsys):
 
     assert main([*argv, "--out", str(out)]) == 0
     assert "Ray: 2 CPU(s), 0 GPU(s)" in capsys.readouterr().out
-    assert _strip_timing(json.loads((out / "results.json").read_text())) == _strip_timing(expected)
+    assert strip_timing(json.loads((out / "results.json").read_text())) == strip_timing(expected)
 
 
 def crash_once_task(log_dir: str, row: str):
@@ -185,7 +185,7 @@ def test_a_killed_worker_is_retried_and_gives_the_same_result(ray_instance, tiny
     tries = [pid for row, pid in attempts(tmp_path) if row == "batchrl-mtf"]
     assert len(tries) == 2 and tries[0] != tries[1]  # retried once, in a new worker process
     result = json.loads((out / "results.json").read_text())
-    assert _strip_timing(result) == _strip_timing(expected)
+    assert strip_timing(result) == strip_timing(expected)
 
 
 def test_a_bad_cell_is_reported_once_and_the_others_finish(ray_instance, tiny_suite, tmp_path):
@@ -261,7 +261,7 @@ def test_a_killed_driver_is_rerun_and_skips_finished_cells(ray_instance, tiny_su
     rerun = [row for row, _ in attempts(tmp_path)]
     assert not {name.split("__")[0] for name in finished} & set(rerun)
     assert len(rerun) + len(finished) == 1 + len(TINY_ROWS)
-    assert _strip_timing(json.loads((out / "results.json").read_text())) == _strip_timing(expected)
+    assert strip_timing(json.loads((out / "results.json").read_text())) == strip_timing(expected)
 
 
 @pytest.mark.benchmark

@@ -27,18 +27,11 @@ def _load1() -> float:
     return float(os.getloadavg()[0])
 
 
-def _strip_timing(value):
-    if isinstance(value, dict):
-        return {k: _strip_timing(v) for k, v in value.items() if k != "timing"}
-    if isinstance(value, list):
-        return [_strip_timing(v) for v in value]
-    return value
-
-
 def _timed_suite(preset: str, out: Path, only, seeds, executor) -> dict[str, Any]:
     import json
 
     from benchmarks.suites.runner import run_suite
+    from benchmarks.suites.suite_report import strip_timing
 
     load_before = _load1()
     t0 = time.perf_counter()
@@ -46,7 +39,7 @@ def _timed_suite(preset: str, out: Path, only, seeds, executor) -> dict[str, Any
     wall = time.perf_counter() - t0
     result = json.loads((out / "results.json").read_text())
     return {"wall_s": wall, "cells": result["cells_done"], "load1_before": load_before, "load1_after": _load1(),
-            "results": _strip_timing(result)}
+            "results": strip_timing(result)}
 
 
 def noop_round_trip_s(ray, n: int = 50) -> dict[str, float]:

@@ -30,6 +30,16 @@ CONTROL = "bo"
 PLAN_NAME = "suite.json"
 
 
+def strip_timing(value: Any) -> Any:
+    """``results.json`` (or any part of it) without its ``timing`` entries: what a resumed, parallel or remote run
+    of the same cells must reproduce exactly."""
+    if isinstance(value, dict):
+        return {k: strip_timing(v) for k, v in value.items() if k != "timing"}
+    if isinstance(value, list):
+        return [strip_timing(v) for v in value]
+    return value
+
+
 def pooled(values: Sequence[float], own_half_widths: Sequence[float]) -> dict[str, Any]:
     """Mean over seeds with a 95% CI: t interval over seeds (n >= 2), else the single seed's own half-width."""
     from scipy.stats import t
