@@ -120,6 +120,14 @@ class ConservativeFQEConfig(ConfigBase):
 # policy evaluation helpers
 
 
+def check_initial_observations(initial_observations: np.ndarray, obs_dim: int) -> np.ndarray:
+    """The ``(n, obs_dim)`` initial observations an estimate starts from, checked (shape, dtype) and non-empty."""
+    obs = check_obs_batch(initial_observations, obs_dim)
+    if len(obs) == 0:
+        raise ValueError("initial_observations is empty")
+    return obs
+
+
 def policy_actions(policy: Policy, obs: np.ndarray, action_dim: int, chunk: int, what: str) -> np.ndarray:
     """``policy.act`` over ``obs`` (N, obs_dim) in chunks of ``chunk`` rows -> (N, action_dim) float32.
 
@@ -413,9 +421,7 @@ class ConservativeFQE:
         """
         if self.q_net is None:
             raise ValueError("the estimator is not fitted: call fit() or load() first")
-        obs = check_obs_batch(initial_observations, self.q_net.obs_dim)
-        if len(obs) == 0:
-            raise ValueError("initial_observations is empty")
+        obs = check_initial_observations(initial_observations, self.q_net.obs_dim)
         if not np.all(np.isfinite(obs)):
             raise ValueError("initial_observations hold non-finite values (NaN/inf)")
         cfg = self.config
@@ -592,9 +598,7 @@ class D3rlpyFQE:
         """Same output as :meth:`ConservativeFQE.estimate`, from d3rlpy's ``predict_value``."""
         if self.fqe is None:
             raise ValueError("the estimator is not fitted: call fit() first")
-        obs = check_obs_batch(initial_observations, self.obs_dim)
-        if len(obs) == 0:
-            raise ValueError("initial_observations is empty")
+        obs = check_initial_observations(initial_observations, self.obs_dim)
         cfg = self.config
         actions = policy_actions(policy, obs, self.action_dim, cfg.policy_batch_size, "pi_e(s0)")
         values = np.asarray(self.fqe.predict_value(obs, actions), dtype=np.float64).reshape(-1)
@@ -719,9 +723,7 @@ class BootstrapFQE:
         """``(n_members, n)`` per-member ``Q_b(s0, pi_e(s0))`` for ``initial_observations`` (n, obs_dim)."""
         if self.q_net is None:
             raise ValueError("the estimator is not fitted: call fit() first")
-        obs = check_obs_batch(initial_observations, self.q_net.obs_dim)
-        if len(obs) == 0:
-            raise ValueError("initial_observations is empty")
+        obs = check_initial_observations(initial_observations, self.q_net.obs_dim)
         cfg = self.config
         n_samples = cfg.n_policy_action_samples if _is_stochastic(policy) else 1
         B = self.n_members

@@ -25,11 +25,11 @@ from torch import nn
 
 from agents.config import ConfigBase
 from agents.data import check_transitions, sample_batch_indices
-from agents.ope import OBS_STD_EPS, _bootstrap_seed, bootstrap_summary, policy_actions
+from agents.ope import OBS_STD_EPS, _bootstrap_seed, bootstrap_summary, check_initial_observations, policy_actions
 from agents.run_dir import MetricsLogger
 from agents.seeding import torch_rng_scope
 from agents.training_loop import fit_loop
-from mtf_env.policy import Policy, check_obs_batch
+from mtf_env.policy import Policy
 from mtf_env.transitions import TransitionArrays
 
 
@@ -163,9 +163,7 @@ class ModelBasedOPE:
         """``(n,)`` model returns from each initial observation (n, obs_dim) under ``policy``."""
         if self.model is None:
             raise ValueError("the estimator is not fitted: call fit() first")
-        obs = check_obs_batch(initial_observations, self.model.obs_dim)
-        if len(obs) == 0:
-            raise ValueError("initial_observations is empty")
+        obs = check_initial_observations(initial_observations, self.model.obs_dim)
         cfg = self.config
         s = torch.from_numpy(np.array(obs, dtype=np.float32))
         alive = torch.ones(len(obs), dtype=torch.float64)
